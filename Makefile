@@ -1,0 +1,90 @@
+# The testbed's front door. Every target is a thin wrapper around the `testbed` CLI or a tool in .venv,
+# so that what the README shows, what CI runs and what a user types are the same commands.
+
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+TESTBED := $(BIN)/testbed
+
+EXP ?= payment-latency-breaker
+PROFILE ?= steady
+TARGET ?= local
+USERS ?=
+DURATION ?=
+REPLICAS ?=
+CLUSTER ?= chaos-shop
+
+.DEFAULT_GOAL := help
+.PHONY: help setup up down status test lint load experiment slo-check slo-rules notebooks bench \
+        bench-smoke cluster images deploy cluster-down clean
+
+help: ## show this help
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
+
+$(VENV)/.installed: pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python >= 3.11 is required (found %s); set PYTHON=python3.11" % sys.version.split()[0])'
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/python -m ipykernel install --sys-prefix --name python3 >/dev/null
+	@touch $@
+
+setup: $(VENV)/.installed ## create .venv, install Python dependencies, install Prometheus (and Chromium) if missing
+	@scripts/install-system-deps.sh
+	@echo "setup done. Next: 'make experiment' (the main job) or 'make test'."
+
+up: ## start the local stack (services + Prometheus), e.g. make up REPLICAS=catalog=2
+	$(TESTBED) up $(if $(REPLICAS),--replicas $(REPLICAS))
+
+down: ## stop the local stack; leaves no process or port behind
+	$(TESTBED) down
+
+status: ## show every process, its health and URL
+	$(TESTBED) status
+
+test: ## run the test suite (real processes, real Prometheus, real Locust and chaos run)
+	$(BIN)/pytest
+
+lint: ## ruff
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+load: ## run a load profile against the stack: make load PROFILE=spike USERS=20 DURATION=60s
+	$(TESTBED) load --profile $(PROFILE) $(if $(USERS),--users $(USERS)) $(if $(DURATION),--duration $(DURATION))
+
+experiment: ## run one experiment end to end: make experiment [EXP=name] [PROFILE=steady] [TARGET=local]
+	$(TESTBED) experiment run $(EXP) --profile $(PROFILE) --target $(TARGET)
+
+slo-check: ## the SLO gate over the latest run (exit 0 met, 1 breached, 2 cannot judge)
+	$(TESTBED) slo check --run runs/latest
+
+slo-rules: ## regenerate and check the Prometheus rules from slo/*.yaml
+	$(TESTBED) slo rules --check
+
+notebooks: ## execute every notebook headless against runs/latest
+	$(BIN)/python -m notebooks.execute
+
+bench: ## run the benchmarks and rewrite bench/RESULTS.md
+	$(BIN)/python -m bench
+
+bench-smoke: ## the benchmarks with tiny durations (also part of make test)
+	$(BIN)/python -m bench --smoke
+
+cluster: ## kind: create the cluster from kind-config.yaml
+	kind create cluster --name $(CLUSTER) --config kind-config.yaml
+
+images: ## kind: build the shop image and load it into the cluster
+	docker build -t chaos-shop:0.1.0 -f deploy/Dockerfile .
+	kind load docker-image chaos-shop:0.1.0 --name $(CLUSTER)
+
+deploy: ## kind: apply the shop and the observability stack
+	kubectl --context kind-$(CLUSTER) apply -k deploy/overlays/kind
+	kubectl --context kind-$(CLUSTER) -n shop wait --for=condition=Available deployment --all --timeout=300s
+
+cluster-down: ## kind: delete the cluster
+	kind delete cluster --name $(CLUSTER)
+
+clean: ## stop the stack and remove the state folder (runs/ is kept)
+	-$(TESTBED) down
+	rm -rf .testbed
