@@ -1,0 +1,45 @@
+"""PromQL builders: the only place SLO queries are spelled out (rules, the live evaluator, reports)."""
+
+from __future__ import annotations
+
+from slo.selector import Selector
+from slo.spec import SLO
+from slo.windows import promql_duration
+
+RULE_PREFIX = "slo"
+ALERT_NAME = "SLOErrorBudgetBurn"
+
+
+def number(x: float) -> str:
+    """A float as PromQL writes it, without binary noise (0.14400000000000002 -> 0.144)."""
+    return format(round(x, 12), "g") if abs(x) >= 1e-4 else repr(x)
+
+
+def sum_rate(sel: Selector, window_s: int) -> str:
+    return f"sum(rate({sel.promql()}[{promql_duration(window_s)}]))"
+
+
+def sum_increase_at(sel: Selector, window_s: int, at_unix_s: float) -> str:
+    """Events of the window (at - window, at] as Prometheus counts them, pinned with the @ modifier.
+    Reports show it so every number can be reproduced in the Prometheus UI."""
+    return f"sum(increase({sel.promql()}[{promql_duration(window_s)}] @ {at_unix_s:.3f}))"
+
+
+def error_ratio(slo: SLO, window_s: int) -> str:
+    """Share of bad events over the window. A missing good (or bad) series means zero such events, hence
+    `or vector(0)`: without it a total outage (no good series yet) would yield no value and no alert.
+    Zero traffic gives NaN (0/0), which compares false: no data never looks like a breach or a pass."""
+    total = sum_rate(slo.total, window_s)
+    if slo.bad is not None:
+        return f"({sum_rate(slo.bad, window_s)} or vector(0)) / {total}"
+    assert slo.good is not None
+    return f"1 - (({sum_rate(slo.good, window_s)} or vector(0)) / {total})"
+
+
+def sli_error_record(window_s: int) -> str:
+    """Recording-rule name of the error ratio over a window, Sloth-style: slo:sli_error:ratio_rate5m."""
+    return f"{RULE_PREFIX}:sli_error:ratio_rate{promql_duration(window_s)}"
+
+
+def slo_matcher(slo: SLO) -> str:
+    return f'{{slo="{slo.name}"}}'
