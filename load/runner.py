@@ -1,0 +1,308 @@
+"""One load run in this process: Locust's library API on gevent, the client-metrics exporter, the result
+files, progress events, and the bounds that make sure the load never outlives its welcome:
+
+- the shape stops the users when the profile's duration is over;
+- a wall-clock deadline (duration + stop timeout + grace) stops them even if the shape misbehaves;
+- SIGALRM a minute after that ends the process even if the event loop is stuck;
+- with `parent_pid`, the run stops as soon as that process is gone (a killed `chaos run`);
+- SIGTERM / SIGINT stop it early, and the results are still written.
+
+Imported only by `python -m load`: importing Locust monkey-patches the standard library."""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import os
+import signal
+import sys
+import time
+from collections import deque
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Literal, TextIO
+
+import gevent
+from locust.env import Environment
+from locust.runners import STATE_STOPPED
+from locust.stats import PERCENTILES_TO_REPORT, StatsCSVFileWriter
+
+from load.bounds import STOP_TIMEOUT_S, deadline_s, hard_limit_s
+from load.exporter import ClientMetrics, MetricsServer
+from load.journeys import configure
+from load.profiles import LoadParams, peak_users
+from load.results import (
+    EXCEPTIONS_CSV,
+    FAILURES_CSV,
+    LOCUST_CSV_PREFIX,
+    LOG_FILE,
+    PROGRESS_JSONL,
+    REQUESTS_PARQUET,
+    STATS_CSV,
+    STATS_HISTORY_CSV,
+    SUMMARY_JSON,
+    RequestRecorder,
+    read_requests,
+    summarize,
+    write_json,
+)
+from load.shapes import shape_for
+
+PROGRESS_INTERVAL_S = 1.0
+
+ExitReason = Literal["completed", "stopped", "parent_gone", "deadline"]
+logger = logging.getLogger("load")
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    params: LoadParams
+    host: str
+    out_dir: Path
+    metrics_port: int  # 0 = no exporter
+    parent_pid: int | None = None
+    progress: Literal["text", "jsonl", "none"] = "text"
+
+
+def utc_iso(epoch_s: float) -> str:
+    return datetime.fromtimestamp(epoch_s, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+class Progress:
+    """Progress events go to <out>/progress.jsonl always, and to stdout as text or JSON lines."""
+
+    def __init__(self, out_dir: Path, mode: str, stdout: TextIO = sys.stdout) -> None:
+        self.mode = mode
+        self.stdout = stdout
+        self.file = (out_dir / PROGRESS_JSONL).open("a", buffering=1)
+
+    def emit(self, event: str, **fields: Any) -> None:
+        record = {"event": event, "time": utc_iso(time.time()), **fields}
+        line = json.dumps(record, default=str)
+        self.file.write(line + "\n")
+        if self.mode == "jsonl":
+            self.stdout.write(line + "\n")
+            self.stdout.flush()
+        elif self.mode == "text":
+            self.stdout.write(self._text(record) + "\n")
+            self.stdout.flush()
+
+    @staticmethod
+    def _text(r: dict[str, Any]) -> str:
+        if r["event"] == "progress":
+            return (
+                f"[{r['elapsed_s']:>6.0f}s/{r['duration_s']:.0f}s] users {r['users']:>4}  "
+                f"rps {r['rps']:>7.1f}  requests {r['requests']:>7}  failures {r['failures']}"
+            )
+        if r["event"] == "started":
+            return f"load: {r['params']['profile']} against {r['host']}, results in {r['out_dir']}"
+        if r["event"] == "finished":
+            return f"load: finished ({r['exit_reason']}): {r['requests']} requests, {r['failures']} failures"
+        return f"load: {r['event']}: {r.get('message', '')}"
+
+    def close(self) -> None:
+        self.file.close()
+
+
+def _setup_logging(out_dir: Path, to_stderr: bool) -> None:
+    handlers: list[logging.Handler] = [logging.FileHandler(out_dir / LOG_FILE)]
+    handlers[0].setLevel(logging.INFO)
+    if to_stderr:
+        console = logging.StreamHandler(sys.stderr)
+        console.setLevel(logging.WARNING)
+        handlers.append(console)
+    logging.basicConfig(
+        level=logging.INFO,
+        handlers=handlers,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        force=True,
+    )
+
+
+class _CsvWriter(StatsCSVFileWriter):
+    """Locust's CSV writer plus one final write after the users stopped (its loop writes every second,
+    so without it the last second would be missing)."""
+
+    def write_final(self) -> None:
+        self._stats_history_data_rows(self.stats_history_csv_writer, time.time())
+        for handle, header, rows in (
+            (self.requests_csv_filehandle, self.requests_csv_columns, self._requests_data_rows),
+            (self.failures_csv_filehandle, self.failures_columns, self._failures_data_rows),
+            (self.exceptions_csv_filehandle, self.exceptions_columns, self._exceptions_data_rows),
+        ):
+            handle.seek(0)
+            handle.truncate()
+            csv_writer = csv.writer(handle)
+            csv_writer.writerow(header)
+            rows(csv_writer)
+
+
+def _rename_csv(out_dir: Path) -> None:
+    for suffix, final in (
+        ("stats.csv", STATS_CSV),
+        ("stats_history.csv", STATS_HISTORY_CSV),
+        ("failures.csv", FAILURES_CSV),
+        ("exceptions.csv", EXCEPTIONS_CSV),
+    ):
+        src = out_dir / f"{LOCUST_CSV_PREFIX}_{suffix}"
+        if src.exists():
+            src.replace(out_dir / final)
+
+
+def run(config: RunConfig) -> int:
+    """Run the load; write every result file; return the process exit code (0 ok, 1 failures or no
+    requests, 3 cannot run)."""
+    out = config.out_dir
+    out.mkdir(parents=True, exist_ok=True)
+    _setup_logging(out, to_stderr=config.progress == "text")
+    progress = Progress(out, config.progress)
+    try:
+        return _run(config, progress)
+    finally:
+        progress.close()
+
+
+def _run(config: RunConfig, progress: Progress) -> int:
+    params, out = config.params, config.out_dir
+    metrics = ClientMetrics()
+    server: MetricsServer | None = None
+    if config.metrics_port:
+        server = MetricsServer(metrics, config.metrics_port)
+        try:
+            server.start()
+        except OSError as exc:
+            progress.emit("error", message=str(exc))
+            return 3
+
+    user_class = configure(params.think_time_factor)
+    env = Environment(
+        user_classes=[user_class],
+        shape_class=shape_for(params),
+        host=config.host,
+        stop_timeout=STOP_TIMEOUT_S,
+        catch_exceptions=True,
+    )
+    runner = env.create_local_runner()
+    recorder = RequestRecorder(out / REQUESTS_PARQUET)
+
+    def on_request(
+        request_type: str,
+        name: str,
+        response_time: float,
+        response_length: int,
+        response: Any = None,
+        context: dict[str, Any] | None = None,
+        exception: BaseException | None = None,
+        start_time: float | None = None,
+        **_: Any,
+    ) -> None:
+        status = int(getattr(response, "status_code", 0) or 0)
+        recorder.add(
+            start_time_s=start_time if start_time is not None else time.time() - response_time / 1000,
+            name=name,
+            method=request_type,
+            journey=(context or {}).get("journey", "unknown"),
+            response_time_ms=response_time,
+            status_code=status,
+            exception=None if exception is None else str(exception)[:500],
+            response_length=response_length or 0,
+            users=runner.user_count,
+        )
+        metrics.observe(name, request_type, response_time, exception is None)
+
+    env.events.request.add_listener(on_request)
+    csv_writer = _CsvWriter(env, PERCENTILES_TO_REPORT, str(out / LOCUST_CSV_PREFIX), full_history=True)
+    csv_greenlet = gevent.spawn(csv_writer.stats_writer)
+
+    stop_reason: list[ExitReason] = []
+
+    def request_stop(reason: ExitReason) -> None:
+        if not stop_reason:
+            stop_reason.append(reason)
+            logger.info("stopping: %s", reason)
+
+    gevent.signal_handler(signal.SIGTERM, request_stop, "stopped")
+    gevent.signal_handler(signal.SIGINT, request_stop, "stopped")
+
+    stop_after_s = deadline_s(params.duration_s)
+    signal.alarm(int(hard_limit_s(params.duration_s)) + 1)  # last resort: default action ends the process
+    started = time.time()
+    progress.emit(
+        "started",
+        pid=os.getpid(),
+        host=config.host,
+        out_dir=str(out),
+        params=params.to_dict(),
+        metrics_port=config.metrics_port,
+        deadline=utc_iso(started + stop_after_s),
+    )
+    runner.start_shape()
+    recent: deque[tuple[float, int]] = deque(maxlen=6)  # (time, requests) for a 5 s rps window
+    max_users = 0
+    try:
+        while True:
+            gevent.sleep(PROGRESS_INTERVAL_S)
+            now = time.time()
+            users = runner.user_count
+            max_users = max(max_users, users)
+            metrics.set_users(users)
+            total = env.stats.total
+            recent.append((now, total.num_requests))
+            window_s = recent[-1][0] - recent[0][0]
+            rps = (recent[-1][1] - recent[0][1]) / window_s if window_s > 0 else 0.0
+            progress.emit(
+                "progress",
+                elapsed_s=round(now - started, 1),
+                duration_s=params.duration_s,
+                users=users,
+                requests=total.num_requests,
+                failures=total.num_failures,
+                rps=round(rps, 2),
+            )
+            if runner.state == STATE_STOPPED:
+                request_stop("completed")
+            elif config.parent_pid is not None and os.getppid() != config.parent_pid:
+                request_stop("parent_gone")
+            elif now - started > stop_after_s:
+                request_stop("deadline")
+            if stop_reason:
+                break
+    finally:
+        runner.quit()  # stops the users (each finishes its step, up to STOP_TIMEOUT_S) and the shape
+        ended = time.time()
+        metrics.set_users(0)
+        csv_greenlet.kill(block=True)
+        csv_writer.write_final()
+        csv_writer.close_files()
+        _rename_csv(out)
+        recorder.close()
+        if server is not None:
+            server.stop()
+    signal.alarm(0)
+
+    reason = stop_reason[0]
+    summary = summarize(
+        read_requests(out),
+        params=params.to_dict(),
+        host=config.host,
+        started=utc_iso(started),
+        ended=utc_iso(ended),
+        wall_s=ended - started,
+        exit_reason=reason,
+        peak_users=max(max_users, 0) or peak_users(params),
+    )
+    summary["journey_errors"] = sum(row["count"] for row in runner.exceptions.values())
+    write_json(out / SUMMARY_JSON, summary)
+    progress.emit(
+        "finished",
+        exit_reason=reason,
+        requests=summary["requests"],
+        failures=summary["failures"],
+        journey_errors=summary["journey_errors"],
+        summary=str(out / SUMMARY_JSON),
+    )
+    if summary["requests"] == 0 or summary["failures"] or summary["journey_errors"]:
+        return 1
+    return 0
