@@ -1,9 +1,258 @@
-"""`testbed` commands of this area (filled in by the issue that owns it)."""
+"""`testbed up`, `testbed status`, `testbed down`: the local stack's lifecycle."""
 
 from __future__ import annotations
 
+import json
+import sys
+import time
+from typing import Any
+
 import typer
+from rich.console import Console
+from rich.table import Table
+
+from sample_shop.topology import SERVICE_NAMES, StackDescriptor
+from testbed.runtime.base import InputError, RuntimeFailure, StackStatus, StartupProgress
+from testbed.runtime.extras import EXTRA_NAMES
+from testbed.runtime.local import LocalTarget
+from testbed.runtime.options import format_replicas, make_options
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_NOT_RUNNING = 0, 1, 2, 3
+
+
+def _console(stderr: bool = False) -> Console:
+    """Wide when not on a terminal, so that logs and pipes get whole lines, not wrapped ones."""
+    stream = sys.stderr if stderr else sys.stdout
+    return Console(stderr=stderr, width=None if stream.isatty() else 160)
+
+
+def _check_same_stack(
+    target: LocalTarget, replicas: str | None, resilience: str | None, telemetry: str | None
+) -> None:
+    """`up` on a running stack: fine unless the user explicitly asked for something else."""
+    running = target.running_options()
+    if running is None:
+        return
+    wanted = make_options(replicas, resilience or running.resilience, telemetry or running.telemetry)
+    differences = []
+    if replicas is not None and wanted.replicas != running.replicas:
+        differences.append(f"replicas {format_replicas(running.replicas) or 'one each'}")
+    if wanted.resilience != running.resilience:
+        differences.append(f"resilience {running.resilience}")
+    if wanted.telemetry != running.telemetry:
+        differences.append(f"telemetry {running.telemetry}")
+    if differences:
+        raise RuntimeFailure(
+            f"a stack is already up in {target.layout.root} with other options ({', '.join(differences)})",
+            hint="run `testbed down` first to change them",
+        )
+
+
+def _print_failure(failure: RuntimeFailure, console: Console, as_json: bool) -> None:
+    if as_json:
+        print(json.dumps({"status": "failed", **failure.to_dict()}, indent=2))
+        return
+    console.print(f"[red]error:[/red] {failure.message}", highlight=False)
+    if failure.hint:
+        console.print(f"  how to fix: {failure.hint}", highlight=False)
+    if failure.log_tail:
+        console.print(f"  last lines of {failure.log_path or 'its log'}:", highlight=False)
+        for line in failure.log_tail.splitlines():
+            console.print(f"    {line}", highlight=False, markup=False)
+
+
+class _ProgressView:
+    """A live status line on a terminal; one line per change otherwise (CI logs)."""
+
+    def __init__(self, console: Console) -> None:
+        self.console = console
+        self.started = time.monotonic()
+        self.status = console.status("starting the stack") if console.is_terminal else None
+        self.last_count = -1
+
+    def __enter__(self) -> _ProgressView:
+        if self.status:
+            self.status.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.status:
+            self.status.__exit__(None, None, None)
+
+    def __call__(self, progress: StartupProgress) -> None:
+        elapsed = time.monotonic() - self.started
+        total = len(progress.ready) + len(progress.waiting)
+        if total == 0:
+            return
+        head = f"{elapsed:4.1f}s  {len(progress.ready)}/{total} ready"
+        detail = ", ".join(progress.waiting[:3]) + (" ..." if len(progress.waiting) > 3 else "")
+        if self.status:
+            self.status.update(f"starting the stack: {head}" + (f" - waiting for {detail}" if detail else ""))
+        elif len(progress.ready) != self.last_count:
+            self.console.print(f"  {head}" + (f" (waiting for {detail})" if detail else ""), highlight=False)
+        self.last_count = len(progress.ready)
+
+
+def _print_stack(descriptor: StackDescriptor, notes: list[str], console: Console, headline: str) -> None:
+    console.print(headline, highlight=False)
+    counts = {s: len(descriptor.replicas_of(s)) for s in SERVICE_NAMES}
+    rows = [
+        ("shop (gateway)", descriptor.gateway_url),
+        ("prometheus", descriptor.prometheus_url),
+        ("control API", f"{descriptor.control_url}  (token: {descriptor.token_file})"),
+    ]
+    for name in EXTRA_NAMES:
+        url = getattr(descriptor, f"{name}_url")
+        if url:
+            rows.append((name, url))
+    rows.append(("replicas", ",".join(f"{s}={n}" for s, n in counts.items())))
+    rows.append(("logs", descriptor.logs_dir or ""))
+    if descriptor.traces_dir:
+        rows.append(("traces", descriptor.traces_dir))
+    for label, value in rows:
+        console.print(f"  {label:<15} {value}", highlight=False)
+    for note in notes:
+        console.print(f"  [dim]note: {note}[/dim]", highlight=False)
+    console.print("next: `testbed status`, `testbed experiment run`, `testbed down`", highlight=False)
+
+
+def up(
+    replicas: str = typer.Option(
+        None,
+        "--replicas",
+        help=f"Replicas per service as SERVICE=COUNT,... (1-5 each; others get 1). Services: "
+        f"{', '.join(SERVICE_NAMES)}. Example: --replicas catalog=2,payment=2",
+    ),
+    resilience: str = typer.Option(
+        None, help="Outbound client profile: resilient (timeouts, retries, breaker; the default) or naive."
+    ),
+    telemetry: str = typer.Option(None, help="on (the default): traces, metrics detail, access logs; off."),
+    timeout: float = typer.Option(
+        60.0, help="Seconds to wait until everything is ready (then fail and clean up)."
+    ),
+    extras: bool = typer.Option(
+        True, "--extras/--no-extras", help="Start Jaeger, Loki and Grafana when their binaries are on PATH."
+    ),
+    as_json: bool = typer.Option(
+        False, "--json", help="Print one JSON object (the stack descriptor) on stdout."
+    ),
+) -> None:
+    """Start the local stack: every service replica and a real Prometheus (plus Jaeger/Loki/Grafana when
+    installed). Waits until every replica's /readyz answers 200 and Prometheus reports up == 1 for every
+    target, then prints the URLs. Already up: says so and exits 0. On failure: says which process and why,
+    shows the tail of its log, and leaves nothing running. Ports: TESTBED_PORT_OFFSET; state folder:
+    TESTBED_STATE_DIR (default .testbed/)."""
+    console = _console(stderr=as_json)
+    errors = _console(stderr=True)
+    try:
+        options = make_options(replicas, resilience or "resilient", telemetry or "on", timeout, extras)
+    except InputError as exc:
+        errors.print(f"[red]error:[/red] {exc}", highlight=False)
+        raise typer.Exit(EXIT_USAGE) from None
+    target = LocalTarget()
+    already = target.is_up()
+    started = time.monotonic()
+    try:
+        if already:
+            _check_same_stack(target, replicas, resilience, telemetry)
+            descriptor = target.descriptor()
+        else:
+            with _ProgressView(errors) as view:
+                descriptor = target.up(options, progress=view)
+    except RuntimeFailure as failure:
+        _print_failure(failure, errors, as_json)
+        raise typer.Exit(EXIT_FAILED) from None
+    except KeyboardInterrupt:
+        errors.print("interrupted: the stack was stopped", highlight=False)
+        raise typer.Exit(130) from None
+    elapsed = time.monotonic() - started
+    notes = target.startup_notes()
+    if as_json:
+        result: dict[str, Any] = {
+            "status": "already_up" if already else "up",
+            "elapsed_s": None if already else round(elapsed, 2),
+            "notes": notes,
+            "stack": json.loads(descriptor.to_json()),
+        }
+        print(json.dumps(result, indent=2))
+        return
+    headline = (
+        f"[green]already up[/green] (state: {descriptor.state_dir}); nothing to do"
+        if already
+        else f"[green]stack up[/green] in {elapsed:.1f} s (state: {descriptor.state_dir})"
+    )
+    _print_stack(descriptor, notes if not already else [], console, headline)
+
+
+def _status_table(status: StackStatus) -> Table:
+    table = Table(title=f"stack in {status.state_dir}: {status.message}", title_justify="left")
+    for column in ("service", "replica", "pid", "port", "state", "health", "restarts", "url"):
+        table.add_column(column)
+    for p in status.processes:
+        health = f"[green]{p.health}[/green]" if p.healthy else f"[red]{p.health}[/red]"
+        table.add_row(
+            p.service,
+            "-" if p.replica is None else str(p.replica),
+            str(p.pid or "-"),
+            str(p.port or "-"),
+            p.state,
+            health,
+            str(p.restarts),
+            p.url or "",
+        )
+    return table
+
+
+def status(
+    as_json: bool = typer.Option(False, "--json", help="Print the status as JSON on stdout."),
+) -> None:
+    """Show every process of the stack: service, replica, pid, port, state, health (/readyz), restarts and
+    URL. Exit 0 when everything is healthy, 1 when something is not (or still starting), 3 when no stack
+    runs."""
+    console = _console()
+    current = LocalTarget().status()
+    if as_json:
+        print(json.dumps(current.to_dict(), indent=2))
+    elif not current.processes:
+        console.print(current.message, highlight=False)
+    else:
+        console.print(_status_table(current))
+        unhealthy = [p for p in current.processes if not p.healthy]
+        if unhealthy:
+            names = ", ".join(p.service + ("" if p.replica is None else f"-{p.replica}") for p in unhealthy)
+            console.print(f"[red]unhealthy:[/red] {names}", highlight=False)
+    if not current.running:
+        raise typer.Exit(EXIT_NOT_RUNNING)
+    if not current.healthy:
+        raise typer.Exit(EXIT_FAILED)
+
+
+def down(
+    as_json: bool = typer.Option(False, "--json", help="Print what was stopped as JSON on stdout."),
+) -> None:
+    """Stop the stack: every replica, Prometheus, the extras and the supervisor. Verifies that no process and
+    no listening port of the stack remains. Running it when nothing runs is fine (exit 0)."""
+    console = _console(stderr=True)
+    target = LocalTarget()
+    try:
+        stopped = target.down()
+    except RuntimeFailure as failure:
+        _print_failure(failure, console, as_json)
+        raise typer.Exit(EXIT_FAILED) from None
+    if as_json:
+        print(json.dumps({"status": "stopped" if stopped else "not_running", "stopped": stopped}, indent=2))
+    elif stopped:
+        console.print(
+            f"[green]stopped[/green] {len(stopped)} processes; no process or port of the stack remains "
+            f"(logs and data kept in {target.layout.root})",
+            highlight=False,
+        )
+    else:
+        console.print(f"nothing was running in {target.layout.root}", highlight=False)
 
 
 def register(app: typer.Typer) -> None:
     """Add this area's commands to the top-level app."""
+    app.command("up")(up)
+    app.command("status")(status)
+    app.command("down")(down)

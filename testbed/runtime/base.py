@@ -1,0 +1,188 @@
+"""The runtime target interface: how the testbed brings a stack up, describes it and disturbs its processes.
+
+A target (local processes now; kind later) is chosen once, at the edge, and describes the running stack in
+`<state>/stack.json` (`topology.StackDescriptor`). Everything below the edge reads the descriptor and never
+asks which target it runs on.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal, Protocol, runtime_checkable
+
+from sample_shop.topology import SERVICE_NAMES, StackDescriptor
+
+Resilience = Literal["resilient", "naive"]
+Telemetry = Literal["on", "off"]
+RESILIENCE_PROFILES: tuple[str, ...] = ("resilient", "naive")
+TELEMETRY_MODES: tuple[str, ...] = ("on", "off")
+
+# What a replica can be doing, as the supervisor sees it.
+ProcessState = Literal["starting", "running", "paused", "backoff", "stopping", "stopped", "failed"]
+
+
+class RuntimeFailure(Exception):
+    """The stack could not be brought up, inspected or stopped. `hint` says how to fix it; `log_tail` holds
+    the last lines of the log of the process at fault, when there is one."""
+
+    def __init__(self, message: str, *, hint: str = "", log_tail: str = "", log_path: str = "") -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+        self.log_tail = log_tail
+        self.log_path = log_path
+
+    def to_dict(self) -> dict[str, str]:
+        return {"error": self.message, "hint": self.hint, "log": self.log_path, "log_tail": self.log_tail}
+
+
+class InputError(ValueError):
+    """A user's input is wrong; the message names the input, what is wrong and what is valid."""
+
+
+@dataclass(frozen=True)
+class UpOptions:
+    replicas: dict[str, int] = field(default_factory=lambda: dict.fromkeys(SERVICE_NAMES, 1))
+    resilience: Resilience = "resilient"
+    telemetry: Telemetry = "on"
+    timeout_s: float = 60.0
+    extras: bool = True  # start Jaeger/Loki/Grafana when their binaries are on PATH
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class ProcessInfo:
+    """One process of the stack as `status` shows it."""
+
+    service: str  # a shop service, or "prometheus", "supervisor", "jaeger", "loki", "grafana"
+    replica: int | None
+    pid: int | None
+    port: int | None
+    url: str | None
+    state: str  # ProcessState for replicas; "running"/"stopped" for the rest
+    health: str = "unknown"  # "ready", "not ready (503)", "unreachable", "paused", ...
+    healthy: bool = False
+    restarts: int = 0
+    log: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class StackStatus:
+    running: bool
+    target: str
+    state_dir: str
+    processes: list[ProcessInfo] = field(default_factory=list)
+    message: str = ""
+
+    @property
+    def healthy(self) -> bool:
+        return self.running and bool(self.processes) and all(p.healthy for p in self.processes)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "running": self.running,
+            "healthy": self.healthy,
+            "target": self.target,
+            "state_dir": self.state_dir,
+            "message": self.message,
+            "processes": [p.to_dict() for p in self.processes],
+        }
+
+
+@dataclass
+class StartupProgress:
+    """What `up` is waiting for; the local supervisor writes it to `<state>/startup.json`."""
+
+    state: Literal["starting", "ready", "failed"]
+    message: str = ""
+    ready: list[str] = field(default_factory=list)
+    waiting: list[str] = field(default_factory=list)
+    failure: dict[str, str] | None = None  # RuntimeFailure.to_dict()
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> StartupProgress:
+        return cls(
+            state=data["state"],
+            message=data.get("message", ""),
+            ready=list(data.get("ready", [])),
+            waiting=list(data.get("waiting", [])),
+            failure=data.get("failure"),
+        )
+
+
+ProgressCallback = Callable[[StartupProgress], None]
+
+
+@runtime_checkable
+class Target(Protocol):
+    """A place the stack runs. `up` returns when every replica is ready and Prometheus scrapes every one."""
+
+    name: str
+
+    def up(self, options: UpOptions, progress: ProgressCallback | None = None) -> StackDescriptor: ...
+
+    def down(self) -> list[str]:
+        """Stop everything; return what was stopped (empty when nothing ran). Idempotent."""
+        ...
+
+    def status(self) -> StackStatus: ...
+
+    def descriptor(self) -> StackDescriptor:
+        """The running stack's descriptor; RuntimeFailure when none runs."""
+        ...
+
+    def kill(self, service: str, replica: int) -> dict[str, Any]: ...
+
+    def pause(self, service: str, replica: int, seconds: float) -> dict[str, Any]: ...
+
+    def restart(self, service: str, replica: int) -> dict[str, Any]: ...
+
+
+@dataclass
+class ReplicaProcess:
+    """A replica as the process table exposes it to the control API and to the fault controller."""
+
+    service: str
+    replica: int
+    port: int
+    admin_port: int
+    url: str
+    admin_url: str
+    pid: int | None
+    state: str
+    restarts: int
+    started_at: float | None  # unix time of the last (re)start
+    paused_until: float | None = None
+    exit_code: int | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+ReplicaListener = Callable[[ReplicaProcess], Awaitable[None] | None]
+
+
+class ProcessControl(Protocol):
+    """What the local supervisor offers the fault controller (`sample_shop.faultd`) when it mounts its routes
+    on the control API. faultd must not import `testbed`; it relies on this shape only (duck typing)."""
+
+    def replicas(self, service: str | None = None) -> list[ReplicaProcess]: ...
+
+    async def kill(self, service: str, replica: int) -> ReplicaProcess: ...
+
+    async def pause(self, service: str, replica: int, seconds: float) -> ReplicaProcess: ...
+
+    async def restart(self, service: str, replica: int) -> ReplicaProcess: ...
+
+    def add_ready_listener(self, listener: ReplicaListener) -> None:
+        """`listener(replica)` runs each time a replica (re)started and answers /healthz (re-apply faults)."""
+        ...

@@ -1,0 +1,383 @@
+"""The local target: the stack as processes on this machine, owned by a detached supervisor."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psutil
+
+from sample_shop.topology import StackDescriptor, default_state_dir, port_offset
+from testbed.runtime.base import (
+    ProcessInfo,
+    ProgressCallback,
+    RuntimeFailure,
+    StackStatus,
+    StartupProgress,
+    UpOptions,
+)
+from testbed.runtime.extras import EXTRA_NAMES, find_extras
+from testbed.runtime.files import log_tail
+from testbed.runtime.layout import PortPlan, StateLayout
+from testbed.runtime.options import format_replicas
+from testbed.runtime.ports import busy_ports_message, listening
+from testbed.runtime.probes import probe_http
+
+SUPERVISOR_MODULE = "testbed.runtime.supervisor"
+STOP_TIMEOUT_S = 20.0  # the supervisor's own grace (5 s per group) plus margin
+PORT_RELEASE_TIMEOUT_S = 5.0
+
+
+def same_stack(a: UpOptions, b: UpOptions) -> bool:
+    """Two `up` requests describe the same stack (the timeout is not part of it)."""
+    return (a.replicas, a.resilience, a.telemetry, a.extras) == (
+        b.replicas,
+        b.resilience,
+        b.telemetry,
+        b.extras,
+    )
+
+
+def _alive(pid: int) -> bool:
+    """True while pid runs (a zombie is dead; reap it when it is our child)."""
+    with contextlib.suppress(ChildProcessError, OSError):
+        os.waitpid(pid, os.WNOHANG)
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False
+
+
+class LocalTarget:
+    name = "local"
+
+    def __init__(
+        self, state_dir: Path | None = None, port_offset_: int | None = None, exit_with_pid: int | None = None
+    ) -> None:
+        self.layout = StateLayout((state_dir or default_state_dir()).resolve())
+        self.ports = PortPlan(port_offset() if port_offset_ is None else port_offset_)
+        self.exit_with_pid = exit_with_pid  # tests: the stack stops when the test process dies
+
+    # ---- inspection ------------------------------------------------------------------------------
+
+    def supervisor_pid(self) -> int | None:
+        """The pid of this state folder's supervisor when it runs (stale pid files are ignored)."""
+        try:
+            pid = int(self.layout.supervisor_pid.read_text().strip())
+        except (FileNotFoundError, ValueError):
+            return None
+        if not _alive(pid):
+            return None
+        try:
+            cmdline = psutil.Process(pid).cmdline()
+        except psutil.Error:
+            return None
+        if SUPERVISOR_MODULE not in cmdline or str(self.layout.root) not in cmdline:
+            return None  # the pid was reused by something else
+        return pid
+
+    def is_up(self) -> bool:
+        return self.supervisor_pid() is not None and self.layout.stack_file.exists()
+
+    def running_options(self) -> UpOptions | None:
+        try:
+            data = json.loads(self.layout.options_file.read_text())
+            return UpOptions(**data)
+        except (FileNotFoundError, ValueError, TypeError):
+            return None
+
+    def descriptor(self) -> StackDescriptor:
+        if not self.is_up():
+            raise RuntimeFailure(
+                f"no stack is running in {self.layout.root}",
+                hint="start one with `testbed up` (or `make up`)",
+            )
+        return StackDescriptor.load(self.layout.root)
+
+    def startup_progress(self) -> StartupProgress | None:
+        try:
+            return StartupProgress.from_dict(json.loads(self.layout.startup_file.read_text()))
+        except (FileNotFoundError, ValueError, KeyError):
+            return None
+
+    def startup_notes(self) -> list[str]:
+        try:
+            return list(json.loads(self.layout.startup_file.read_text()).get("notes", []))
+        except (FileNotFoundError, ValueError):
+            return []
+
+    # ---- up --------------------------------------------------------------------------------------
+
+    def up(self, options: UpOptions, progress: ProgressCallback | None = None) -> StackDescriptor:
+        """Start the stack and return when it is ready; leaves nothing running when it fails."""
+        if self.supervisor_pid() is not None:
+            running = self.running_options()
+            if running is not None and not same_stack(running, options) and self.layout.stack_file.exists():
+                raise RuntimeFailure(
+                    f"a stack is already up in {self.layout.root} with other options "
+                    f"(replicas {format_replicas(running.replicas) or 'one each'}, "
+                    f"resilience {running.resilience}, telemetry {running.telemetry})",
+                    hint="run `testbed down` first to change them",
+                )
+            if self.layout.stack_file.exists():
+                return StackDescriptor.load(self.layout.root)
+            raise RuntimeFailure(
+                f"a stack in {self.layout.root} is still starting (supervisor pid {self.supervisor_pid()})",
+                hint="wait for it, or run `testbed down`",
+            )
+        self._clean_stale_files()
+        self._preflight(options)
+        self.layout.root.mkdir(parents=True, exist_ok=True)
+        popen = self._spawn_supervisor(options)
+        try:
+            return self._wait_ready(popen, options, progress)
+        except BaseException:  # KeyboardInterrupt included: never leave half a stack behind
+            self._stop_supervisor(popen.pid)
+            raise
+
+    def _preflight(self, options: UpOptions) -> None:
+        if shutil.which("prometheus") is None:
+            raise RuntimeFailure(
+                "Prometheus is not installed (no `prometheus` on PATH)",
+                hint="run `make setup` (installs the system package), or put Prometheus >= 2.40 on PATH",
+            )
+        extras = tuple(find_extras()) if options.extras else ()
+        busy = listening(self.ports.stack_ports(options.replicas, extras))
+        if busy:
+            raise RuntimeFailure(
+                busy_ports_message(busy),
+                hint="stop that process (`testbed down` if it is another stack), "
+                "or move this stack with TESTBED_PORT_OFFSET=N",
+            )
+
+    def _spawn_supervisor(self, options: UpOptions) -> subprocess.Popen[bytes]:
+        command = [
+            sys.executable,
+            "-m",
+            SUPERVISOR_MODULE,
+            "--state-dir",
+            str(self.layout.root),
+            "--port-offset",
+            str(self.ports.offset),
+            "--resilience",
+            options.resilience,
+            "--telemetry",
+            options.telemetry,
+            "--timeout",
+            str(options.timeout_s),
+        ]
+        if replicas := format_replicas(options.replicas):
+            command += ["--replicas", replicas]
+        if not options.extras:
+            command.append("--no-extras")
+        if self.exit_with_pid:
+            command += ["--exit-with-pid", str(self.exit_with_pid)]
+        with self.layout.supervisor_log.open("ab") as log_file:
+            return subprocess.Popen(
+                command,
+                stdin=subprocess.DEVNULL,
+                stdout=log_file,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,  # detached: outlives this command and its terminal's Ctrl-C
+                close_fds=True,
+            )
+
+    def _wait_ready(
+        self, popen: subprocess.Popen[bytes], options: UpOptions, progress: ProgressCallback | None
+    ) -> StackDescriptor:
+        deadline = time.monotonic() + options.timeout_s + 15  # the supervisor times out first
+        last: StartupProgress | None = None
+        while True:
+            state = self.startup_progress()
+            if state is not None and state.state == "ready" and self.layout.stack_file.exists():
+                if progress:
+                    progress(state)
+                return StackDescriptor.load(self.layout.root)
+            if popen.poll() is not None:
+                self._wait_ports_released(options)
+                if state is not None and state.state == "failed" and state.failure:
+                    f = state.failure
+                    raise RuntimeFailure(
+                        f["error"],
+                        hint=f.get("hint", ""),
+                        log_tail=f.get("log_tail", ""),
+                        log_path=f.get("log", ""),
+                    )
+                raise RuntimeFailure(
+                    f"the supervisor exited with code {popen.returncode} before the stack was ready",
+                    hint=f"see {self.layout.supervisor_log}",
+                    log_tail=log_tail(self.layout.supervisor_log),
+                    log_path=str(self.layout.supervisor_log),
+                )
+            if progress and state is not None and state != last:
+                progress(state)
+                last = state
+            if time.monotonic() > deadline:
+                raise RuntimeFailure(
+                    f"the supervisor did not report ready within {options.timeout_s + 15:g} s",
+                    hint=f"see {self.layout.supervisor_log}",
+                    log_tail=log_tail(self.layout.supervisor_log),
+                    log_path=str(self.layout.supervisor_log),
+                )
+            time.sleep(0.1)
+
+    def _wait_ports_released(self, options: UpOptions | None) -> dict[int, str]:
+        replicas = (options or self.running_options() or UpOptions()).replicas
+        ports = self.ports.stack_ports(replicas, EXTRA_NAMES)
+        deadline = time.monotonic() + PORT_RELEASE_TIMEOUT_S
+        busy = listening(ports)
+        while busy and time.monotonic() < deadline:
+            time.sleep(0.1)
+            busy = listening(busy)
+        return busy
+
+    # ---- down ------------------------------------------------------------------------------------
+
+    def down(self) -> list[str]:
+        """Stop the supervisor (which stops its children) and verify nothing of the stack remains."""
+        options = self.running_options()
+        stopped: list[str] = []
+        pid = self.supervisor_pid()
+        if pid is not None:
+            try:
+                tree = [psutil.Process(pid), *psutil.Process(pid).children(recursive=True)]
+                stopped = [f"{' '.join(p.cmdline()[1:4])} (pid {p.pid})" for p in tree]
+            except psutil.Error:
+                tree = []
+            self._stop_supervisor(pid)
+            leftovers = [p for p in tree if _alive(p.pid)]
+            for p in leftovers:  # should not happen (PDEATHSIG); never leave one behind
+                with contextlib.suppress(psutil.Error):
+                    p.kill()
+        busy = self._wait_ports_released(options)
+        self._clean_stale_files()
+        if busy:
+            raise RuntimeFailure(
+                "after stopping the stack, " + busy_ports_message(busy),
+                hint="that process is not part of this stack's state folder; stop it by its pid",
+            )
+        return stopped
+
+    def _stop_supervisor(self, pid: int) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + STOP_TIMEOUT_S
+        while _alive(pid) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        if _alive(pid):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)  # its children die with it (PR_SET_PDEATHSIG)
+            while _alive(pid):
+                time.sleep(0.01)
+
+    def _clean_stale_files(self) -> None:
+        for path in (self.layout.stack_file, self.layout.supervisor_pid):
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
+
+    # ---- status ----------------------------------------------------------------------------------
+
+    def status(self) -> StackStatus:
+        pid = self.supervisor_pid()
+        root = str(self.layout.root)
+        if pid is None:
+            stale = self.layout.stack_file.exists() or self.layout.supervisor_pid.exists()
+            message = f"no stack is running in {root}"
+            if stale:
+                message += " (stale state from a supervisor that died; `testbed down` cleans it up)"
+            return StackStatus(False, "local", root, message=message)
+        if not self.layout.stack_file.exists():
+            return StackStatus(True, "local", root, message=f"the stack is starting (supervisor pid {pid})")
+        descriptor = StackDescriptor.load(self.layout.root)
+        try:
+            listing = self._control("GET", "/processes", descriptor)
+        except RuntimeFailure as failure:
+            return StackStatus(
+                True, "local", root, message=f"supervisor pid {pid} is not answering: {failure}"
+            )
+        processes = asyncio.run(self._probe_all(listing))
+        return StackStatus(True, "local", root, processes, message=f"supervisor pid {pid}")
+
+    async def _probe_all(self, listing: dict[str, Any]) -> list[ProcessInfo]:
+        infos: list[ProcessInfo] = []
+        async with httpx.AsyncClient(timeout=1.0) as client:
+            replicas = listing.get("processes", [])
+            probes = await asyncio.gather(*(probe_http(client, f"{r['url']}/readyz") for r in replicas))
+            for r, probe in zip(replicas, probes, strict=True):
+                health = "paused" if r["state"] == "paused" else probe.detail
+                infos.append(
+                    ProcessInfo(
+                        r["service"],
+                        r["replica"],
+                        r["pid"],
+                        r["port"],
+                        r["url"],
+                        r["state"],
+                        health,
+                        probe.ok and r["state"] == "running",
+                        r["restarts"],
+                        str(self.layout.replica_log(r["service"], r["replica"])),
+                    )
+                )
+            others = listing.get("others", [])
+            ready_paths = {"prometheus": "/-/ready", "supervisor": "/healthz", "grafana": "/api/health"}
+            ready_paths["loki"] = "/ready"
+            probes = await asyncio.gather(
+                *(probe_http(client, f"{o['url']}{ready_paths.get(o['service'], '/')}") for o in others)
+            )
+            for o, probe in zip(others, probes, strict=True):
+                o.update(health=probe.detail, healthy=probe.ok)
+                infos.append(ProcessInfo(**o))
+        return infos
+
+    # ---- process faults (through the control API) ------------------------------------------------
+
+    def _control(
+        self,
+        method: str,
+        path: str,
+        descriptor: StackDescriptor | None = None,
+        body: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        descriptor = descriptor or self.descriptor()
+        try:
+            response = httpx.request(
+                method,
+                f"{descriptor.control_url}{path}",
+                json=body,
+                headers={"Authorization": f"Bearer {descriptor.token()}"},
+                timeout=10.0,
+            )
+        except httpx.HTTPError as exc:
+            raise RuntimeFailure(
+                f"the control API at {descriptor.control_url} is unreachable: {exc}"
+            ) from exc
+        if response.status_code >= 400:
+            try:
+                errors = "; ".join(e["message"] for e in response.json()["errors"])
+            except (ValueError, KeyError, TypeError):
+                errors = response.text[:300]
+            raise RuntimeFailure(f"control API {method} {path}: {response.status_code} {errors}")
+        return response.json()
+
+    def _fault(self, service: str, replica: int, body: dict[str, Any]) -> dict[str, Any]:
+        return self._control("POST", f"/faults/{service}?replica={replica}", body=body)
+
+    def kill(self, service: str, replica: int) -> dict[str, Any]:
+        return self._fault(service, replica, {"kind": "kill"})
+
+    def pause(self, service: str, replica: int, seconds: float) -> dict[str, Any]:
+        return self._fault(service, replica, {"kind": "pause", "ttl_s": seconds})
+
+    def restart(self, service: str, replica: int) -> dict[str, Any]:
+        return self._fault(service, replica, {"kind": "restart"})

@@ -1,0 +1,501 @@
+"""The local stack's supervisor: `python -m testbed.runtime.supervisor --state-dir DIR ...`.
+
+Started detached by `testbed up`. It owns every process of the stack (replicas, Prometheus, extras),
+restarts crashed ones with backoff, serves the control API, and writes `<state>/stack.json` once everything
+is ready (progress and failures go to `<state>/startup.json` meanwhile). SIGTERM stops everything.
+Children are bound to it with PR_SET_PDEATHSIG, so they die with it even when it is SIGKILLed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import importlib
+import json
+import logging
+import os
+import secrets
+import shutil
+import signal
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psutil
+
+from sample_shop.topology import SERVICE_NAMES, TESTBED_JOB, ReplicaEndpoint, StackDescriptor
+from testbed.runtime import extras as extras_mod
+from testbed.runtime.base import InputError, ProcessInfo, RuntimeFailure, StartupProgress, UpOptions
+from testbed.runtime.envcontract import service_env
+from testbed.runtime.files import log_tail, write_json_atomic, write_private
+from testbed.runtime.layout import PortPlan, StateLayout, loopback_url
+from testbed.runtime.logship import LogShipper
+from testbed.runtime.metrics import PhaseBoard
+from testbed.runtime.options import make_options
+from testbed.runtime.ports import busy_ports_message, listening
+from testbed.runtime.probes import Probe, probe_http, prometheus_up, readiness, shop_targets_up
+from testbed.runtime.processes import ManagedProcess, ProcessSpec, ProcessTable
+from testbed.runtime.prometheus import ScrapeTarget, prometheus_command, prometheus_config, render_config
+
+log = logging.getLogger("testbed.supervisor")
+STARTUP_CRASH_LIMIT = 3  # a process that crashes this often while the stack starts fails `up`
+FAULTD_MODULE = "sample_shop.faultd"
+FAULTD_FACTORY = "create_control_router"
+
+
+def write_slo_rules(rules_dir: Path) -> str:
+    """Generate the SLO recording/alerting rules (slo/rules.py) before Prometheus starts; a note when the
+    SLO room has not provided its writer yet. A writer that fails is an error (fail closed)."""
+    for old in rules_dir.glob("*.yml"):
+        old.unlink()
+    try:
+        rules = importlib.import_module("slo.rules")
+    except ModuleNotFoundError as exc:
+        if exc.name == "slo.rules":
+            return "slo/rules.py is not there yet: Prometheus starts without SLO rules"
+        raise
+    writer = getattr(rules, "write_prometheus_rules", None)
+    if writer is None:
+        return "slo.rules has no write_prometheus_rules yet: Prometheus starts without SLO rules"
+    try:
+        written = writer(rules_dir)
+    except Exception as exc:
+        raise RuntimeFailure(
+            f"generating the SLO rules failed: {exc}",
+            hint="fix the SLO files (`testbed slo rules --check` says what is wrong), then run up again",
+        ) from exc
+    return f"{len(written)} SLO rule file(s) written to {rules_dir}"
+
+
+def load_fault_router(processes: ProcessTable, token: str) -> Any | None:
+    """The fault controller's routes, when `sample_shop.faultd` offers `create_control_router`."""
+    try:
+        module = importlib.import_module(FAULTD_MODULE)
+    except ModuleNotFoundError as exc:
+        if exc.name == FAULTD_MODULE:
+            return None
+        raise
+    factory = getattr(module, FAULTD_FACTORY, None)
+    return None if factory is None else factory(processes=processes, token=token)
+
+
+class _Server:
+    """uvicorn without its signal handling (the supervisor owns SIGTERM/SIGINT)."""
+
+    def __init__(self, app: Any, port: int) -> None:
+        import uvicorn
+
+        class Quiet(uvicorn.Server):
+            @contextlib.contextmanager
+            def capture_signals(self):  # type: ignore[no-untyped-def]
+                yield
+
+        config = uvicorn.Config(
+            app, host="127.0.0.1", port=port, log_level="warning", access_log=False, lifespan="off"
+        )
+        self.server = Quiet(config)
+
+    async def serve(self) -> None:
+        try:
+            await self.server.serve()
+        except SystemExit as exc:  # uvicorn exits when it cannot bind
+            raise RuntimeFailure(
+                f"the control API could not listen on 127.0.0.1:{self.server.config.port}"
+            ) from exc
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+
+
+@dataclass
+class Supervisor:
+    layout: StateLayout
+    ports: PortPlan
+    options: UpOptions
+    exit_with_pid: int | None = None
+    processes: ProcessTable = field(default_factory=ProcessTable)
+    phases: PhaseBoard = field(default_factory=PhaseBoard)
+    extras: list[extras_mod.ExtraPlan] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    token: str = ""
+    ready: bool = False
+    stop_event: asyncio.Event = field(default_factory=asyncio.Event)
+
+    # ---- preparation (before any process starts) -------------------------------------------------
+
+    def prepare(self) -> None:
+        self.layout.make_dirs()
+        prometheus_binary = shutil.which("prometheus")
+        if prometheus_binary is None:
+            raise RuntimeFailure(
+                "Prometheus is not installed (no `prometheus` on PATH)",
+                hint="run `make setup` (installs the system package), or put Prometheus >= 2.40 on PATH",
+            )
+        found = extras_mod.find_extras() if self.options.extras else {}
+        self.extras = extras_mod.plan_extras(found, self.layout, self.ports)
+        busy = listening(self.ports.stack_ports(self.options.replicas, tuple(found)))
+        if busy:
+            raise RuntimeFailure(
+                busy_ports_message(busy),
+                hint="stop that process (`testbed down` if it is another stack), "
+                "or move this stack with TESTBED_PORT_OFFSET=N",
+            )
+        self.token = secrets.token_urlsafe(32)
+        write_private(self.layout.token_file, self.token + "\n")
+        jwt_secret = secrets.token_urlsafe(32)
+        write_json_atomic(self.layout.options_file, self.options.to_dict())
+
+        self.notes.append(write_slo_rules(self.layout.rules_dir))
+        for plan in self.extras:
+            for path, text in plan.files.items():
+                path.parent.mkdir(parents=True, exist_ok=True)
+                path.write_text(text)
+            self.processes.add(
+                ProcessSpec(
+                    plan.name,
+                    plan.command,
+                    {**os.environ, **plan.env},
+                    self.layout.process_log(plan.name),
+                    plan.port,
+                    health_url=plan.url + plan.ready_path,
+                )
+            )
+        targets = [
+            ScrapeTarget(s, r, self.ports.app(s, r))
+            for s in SERVICE_NAMES
+            for r in range(self.options.replicas[s])
+        ]
+        config = prometheus_config(
+            targets, self.ports.load_metrics, self.ports.control, self.layout.rules_dir
+        )
+        self.layout.prometheus_config.write_text(render_config(config))
+        self.processes.add(
+            ProcessSpec(
+                "prometheus",
+                prometheus_command(
+                    prometheus_binary,
+                    self.layout.prometheus_config,
+                    self.layout.prometheus_data,
+                    self.ports.prometheus,
+                ),
+                dict(os.environ),
+                self.layout.process_log("prometheus"),
+                self.ports.prometheus,
+                health_url=f"{self.prometheus_url}/-/ready",
+            )
+        )
+        otlp = loopback_url(self.ports.jaeger_otlp_http) if "jaeger" in found else None
+        for service in SERVICE_NAMES:
+            for r in range(self.options.replicas[service]):
+                env = service_env(
+                    os.environ, service, r, self.options, self.ports, self.layout, jwt_secret, otlp
+                )
+                self.processes.add(
+                    ProcessSpec(
+                        f"{service}-{r}",
+                        [sys.executable, "-m", f"sample_shop.{service}"],
+                        env,
+                        self.layout.replica_log(service, r),
+                        self.ports.app(service, r),
+                        health_url=f"{loopback_url(self.ports.app(service, r))}/healthz",
+                        service=service,
+                        replica=r,
+                        admin_port=self.ports.admin(service, r),
+                    )
+                )
+        for name, note in extras_mod.absent_notes(
+            [n for n in extras_mod.EXTRA_NAMES if n not in found], self.layout
+        ).items():
+            self.notes.append(f"{name}: not on PATH - {note}")
+
+    @property
+    def prometheus_url(self) -> str:
+        return loopback_url(self.ports.prometheus)
+
+    # ---- descriptor and progress -----------------------------------------------------------------
+
+    def descriptor(self) -> StackDescriptor:
+        running = {p.name: p for p in self.extras}
+        replicas = [
+            ReplicaEndpoint(r.service, r.replica, r.url, r.admin_url, r.pid)
+            for r in self.processes.replicas()
+        ]
+        return StackDescriptor(
+            target="local",
+            gateway_url=loopback_url(self.ports.app("gateway", 0)),
+            prometheus_url=self.prometheus_url,
+            control_url=loopback_url(self.ports.control),
+            token_file=str(self.layout.token_file),
+            replicas=replicas,
+            jaeger_url=running["jaeger"].url if "jaeger" in running else None,
+            loki_url=running["loki"].url if "loki" in running else None,
+            grafana_url=running["grafana"].url if "grafana" in running else None,
+            load_metrics_port=self.ports.load_metrics,
+            state_dir=str(self.layout.root),
+            traces_dir=None if "jaeger" in running else str(self.layout.traces_dir),
+            logs_dir=str(self.layout.logs_dir),
+        )
+
+    def progress(self, progress: StartupProgress) -> None:
+        data = progress.to_dict()
+        data["notes"] = self.notes
+        data["pid"] = os.getpid()
+        write_json_atomic(self.layout.startup_file, data)
+
+    def others(self) -> list[ProcessInfo]:
+        infos = []
+        for m in self.processes.all():
+            if m.spec.service is None:
+                infos.append(
+                    ProcessInfo(
+                        m.spec.name,
+                        None,
+                        m.pid,
+                        m.spec.port,
+                        loopback_url(m.spec.port),
+                        m.state,
+                        restarts=m.restarts,
+                        log=str(m.spec.log_path),
+                    )
+                )
+        infos.append(
+            ProcessInfo(
+                "supervisor",
+                None,
+                os.getpid(),
+                self.ports.control,
+                loopback_url(self.ports.control),
+                "running",
+                log=str(self.layout.supervisor_log),
+            )
+        )
+        return infos
+
+    # ---- running ---------------------------------------------------------------------------------
+
+    async def run(self) -> int:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self.stop_event.set)
+        loop.add_signal_handler(signal.SIGHUP, lambda: None)
+        tasks: list[asyncio.Task[Any]] = []
+        server: _Server | None = None
+        code = 0
+        try:
+            self.prepare()
+            self.progress(StartupProgress("starting", "starting processes"))
+            self.processes.start_all()  # first: the children's start-up dominates the cold start
+            tasks.append(loop.create_task(self.processes.monitor()))
+            # imported after the spawn: FastAPI's import is slow and the children's start-up matters more
+            from testbed.runtime.control_api import create_control_app
+
+            fault_router = load_fault_router(self.processes, self.token)
+            if fault_router is None:
+                self.notes.append(
+                    "fault controller (sample_shop.faultd) not mounted: "
+                    "the control API serves process faults only"
+                )
+            app = create_control_app(
+                self.processes,
+                self.phases,
+                self.token,
+                str(self.layout.token_file),
+                self.others,
+                fault_router,
+            )
+            server = _Server(app, self.ports.control)
+            serve_task = loop.create_task(server.serve())
+            tasks.append(serve_task)
+            if self.exit_with_pid:
+                tasks.append(loop.create_task(self._watch_owner(self.exit_with_pid)))
+            await self._wait_ready(serve_task)
+            if self.stop_event.is_set():
+                return 0
+            if "loki" in {p.name for p in self.extras}:
+                shipper = LogShipper(
+                    self.layout.logs_dir, next(p.url for p in self.extras if p.name == "loki")
+                )
+                tasks.append(loop.create_task(shipper.run()))
+            self.processes.add_ready_listener(lambda _: self.descriptor().write(self.layout.root))
+            await self.stop_event.wait()
+        except RuntimeFailure as failure:
+            log.error("startup failed: %s", failure.message)
+            self.progress(StartupProgress("failed", failure.message, failure=failure.to_dict()))
+            code = 1
+        except Exception as exc:  # a supervisor bug: report it like a failure, and still clean up
+            log.exception("supervisor failed")
+            failure = RuntimeFailure(
+                f"the supervisor failed: {exc!r}", log_path=str(self.layout.supervisor_log)
+            )
+            self.progress(StartupProgress("failed", failure.message, failure=failure.to_dict()))
+            code = 1
+        finally:
+            await self.shutdown(tasks, server)
+        return code
+
+    async def shutdown(self, tasks: list[asyncio.Task[Any]], server: _Server | None) -> None:
+        log.info("stopping every process")
+        with contextlib.suppress(FileNotFoundError):
+            self.layout.stack_file.unlink()
+        try:
+            await asyncio.wait_for(self.processes.stop_all(), timeout=self.processes.stop_grace_s * 2 + 5)
+        except Exception:
+            log.exception("graceful stop failed; killing")
+            self.processes.kill_all_now()
+        if server is not None:
+            server.stop()
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        with contextlib.suppress(FileNotFoundError):
+            self.layout.supervisor_pid.unlink()
+        if self.ready:
+            with contextlib.suppress(FileNotFoundError):
+                self.layout.startup_file.unlink()
+        log.info("stopped")
+
+    async def _watch_owner(self, pid: int) -> None:
+        while psutil.pid_exists(pid):
+            await asyncio.sleep(0.5)
+        log.warning("owner process %d is gone; stopping the stack", pid)
+        self.stop_event.set()
+
+    def _crash_failure(self, managed: ManagedProcess) -> RuntimeFailure | None:
+        if managed.consecutive_crashes < STARTUP_CRASH_LIMIT:
+            return None
+        what = (
+            f"{managed.spec.service} replica {managed.spec.replica}"
+            if managed.spec.service
+            else managed.spec.name
+        )
+        return RuntimeFailure(
+            f"{what} exited with code {managed.exit_code} {managed.consecutive_crashes} times "
+            "while the stack was starting",
+            hint=f"its log says why: {managed.spec.log_path}",
+            log_tail=log_tail(managed.spec.log_path),
+            log_path=str(managed.spec.log_path),
+        )
+
+    async def _wait_ready(self, serve_task: asyncio.Task[Any]) -> None:
+        deadline = time.monotonic() + self.options.timeout_s
+        expected = [(r.service, r.replica) for r in self.processes.replicas()]
+        waiting: list[str] = []
+        async with httpx.AsyncClient(timeout=0.5) as client:
+            while not self.stop_event.is_set():
+                if serve_task.done():
+                    serve_task.result()  # raises the RuntimeFailure of a control API that cannot listen
+                for managed in self.processes.all():
+                    failure = self._crash_failure(managed)
+                    if failure:
+                        raise failure
+                readyz = dict(
+                    zip(
+                        expected,
+                        await asyncio.gather(
+                            *(probe_http(client, f"{r.url}/readyz") for r in self.processes.replicas())
+                        ),
+                        strict=True,
+                    )
+                )
+                try:
+                    shop_up = shop_targets_up(await prometheus_up(client, self.prometheus_url, "shop"))
+                    testbed_up = any(
+                        v["__value__"] == "1"
+                        for v in (await prometheus_up(client, self.prometheus_url, TESTBED_JOB)).values()
+                    )
+                    prometheus = Probe(True, "ready")
+                except (httpx.HTTPError, ValueError, KeyError) as exc:
+                    shop_up, testbed_up, prometheus = (
+                        {},
+                        False,
+                        Probe(False, f"not answering ({type(exc).__name__})"),
+                    )
+                ready, waiting = readiness(expected, readyz, shop_up, testbed_up, prometheus)
+                for plan in self.extras:
+                    state = self.processes.get(plan.name).state
+                    (ready if state == "running" else waiting).append(
+                        plan.name if state == "running" else f"{plan.name}: {plan.ready_path} not answering"
+                    )
+                if not waiting:
+                    self.descriptor().write(self.layout.root)
+                    self.ready = True
+                    self.progress(StartupProgress("ready", "every replica is ready and scraped", ready=ready))
+                    log.info("stack ready")
+                    return
+                self.progress(
+                    StartupProgress("starting", f"{len(ready)} ready, {len(waiting)} waiting", ready, waiting)
+                )
+                if time.monotonic() > deadline:
+                    raise self._timeout_failure(waiting)
+                await asyncio.sleep(0.1)
+
+    def _timeout_failure(self, waiting: list[str]) -> RuntimeFailure:
+        first = waiting[0].split(":", 1)[0]
+        managed = next((m for m in self.processes.all() if m.spec.name == first), None)
+        log_path = managed.spec.log_path if managed else self.layout.supervisor_log
+        return RuntimeFailure(
+            f"not ready after {self.options.timeout_s:g} s; waiting for: {'; '.join(waiting)}",
+            hint=f"look at {log_path}; a slow machine may need a longer --timeout",
+            log_tail=log_tail(log_path),
+            log_path=str(log_path),
+        )
+
+
+class _JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        entry = {
+            "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
+            + f".{int(record.msecs):03d}Z",
+            "level": record.levelname,
+            "service": "supervisor",
+            "message": record.getMessage(),
+        }
+        if record.exc_info:
+            entry["exception"] = self.formatException(record.exc_info)
+        return json.dumps(entry)
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m testbed.runtime.supervisor",
+        description="Supervise a local chaos-shop stack. Normally started by `testbed up`, not by hand.",
+    )
+    parser.add_argument("--state-dir", required=True, type=Path, help="the stack's state folder")
+    parser.add_argument("--port-offset", type=int, default=0, help="added to every default port")
+    parser.add_argument("--replicas", default=None, help="SERVICE=COUNT,... (default: one of each)")
+    parser.add_argument("--resilience", default="resilient", help="resilient or naive")
+    parser.add_argument("--telemetry", default="on", help="on or off")
+    parser.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for readiness")
+    parser.add_argument("--no-extras", action="store_true", help="do not start Jaeger/Loki/Grafana")
+    parser.add_argument("--exit-with-pid", type=int, default=None, help="stop the stack when this pid exits")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_JsonFormatter())
+    logging.basicConfig(level=logging.INFO, handlers=[handler])
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per health probe otherwise
+    try:
+        options = make_options(
+            args.replicas, args.resilience, args.telemetry, args.timeout, not args.no_extras
+        )
+        ports = PortPlan(args.port_offset)
+        ports.control  # noqa: B018 - validates the offset range early
+    except InputError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    layout = StateLayout(args.state_dir.resolve())
+    layout.root.mkdir(parents=True, exist_ok=True)
+    layout.supervisor_pid.write_text(f"{os.getpid()}\n")
+    supervisor = Supervisor(layout, ports, options, exit_with_pid=args.exit_with_pid)
+    return asyncio.run(supervisor.run())
+
+
+if __name__ == "__main__":
+    sys.exit(main())
