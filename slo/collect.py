@@ -1,0 +1,140 @@
+"""What the experiment collector must store so a run folder alone can be judged, and how it is stored.
+
+The collector (testbed/) calls `queries_for(slos)` for the list of range queries and
+`collect_series(prom, queries, start, end)` for the long-format table it writes to
+`runs/<id>/metrics/series.parquet`; `read_series(path)` is the matching reader. Because both the live
+gate and the run-folder gate range-query the *raw counter selectors* and do the counting with the same
+pure function (slo/maths.py `cumulative_events`), they produce the same numbers for the same window.
+
+series.parquet columns: timestamp (datetime64[ns, UTC]), query (str: the NamedQuery name), labels (str:
+JSON object of the series' labels, sorted keys), value (float64).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from sample_shop import topology
+from slo.prom import Prometheus, RawSeries
+from slo.promql import ALERT_NAME, RULE_PREFIX
+from slo.spec import SLO
+
+ALERTS_QUERY_NAME = "slo:alerts"
+ALERTS_QUERY = f'ALERTS{{alertname="{ALERT_NAME}", alertstate="firing"}}'
+BURN_RATE_QUERY_NAME = f"{RULE_PREFIX}:current_burn_rate:ratio"
+SERIES_COLUMNS = ("timestamp", "query", "labels", "value")
+
+
+@dataclass(frozen=True)
+class NamedQuery:
+    """A PromQL range query and the name its rows carry in series.parquet."""
+
+    name: str
+    promql: str
+
+
+def selector_query_name(promql: str) -> str:
+    """Counter selectors are stored under their own PromQL text: readable and collision-free."""
+    return promql
+
+
+def queries_for(slos: Iterable[SLO]) -> list[NamedQuery]:
+    """Range queries that make a run folder judgeable: every good/bad/total selector of the SLOs (raw
+    counters, so resets and new series are counted exactly), the burn-rate alerts (time to detect) and
+    the current burn rate per SLO (for plots). Deduplicated, in a stable order."""
+    seen: dict[str, NamedQuery] = {}
+    for slo in slos:
+        for sel in slo.selectors:
+            text = sel.promql()
+            seen.setdefault(text, NamedQuery(selector_query_name(text), text))
+    seen[ALERTS_QUERY_NAME] = NamedQuery(ALERTS_QUERY_NAME, ALERTS_QUERY)
+    seen[BURN_RATE_QUERY_NAME] = NamedQuery(BURN_RATE_QUERY_NAME, BURN_RATE_QUERY_NAME)
+    return list(seen.values())
+
+
+def collect_series(
+    prom: Prometheus,
+    queries: Sequence[NamedQuery],
+    start: float,
+    end: float,
+    step_s: float = topology.SCRAPE_INTERVAL_S,
+) -> pd.DataFrame:
+    """Range-query every NamedQuery over [start, end] into one long-format DataFrame (columns as in
+    SERIES_COLUMNS). Raises slo.prom.PrometheusError when Prometheus cannot answer."""
+    frames = []
+    for q in queries:
+        for series in prom.range(q.promql, start, end, step_s):
+            frames.append(_frame(q.name, series))
+    if not frames:
+        return empty_series_frame()
+    return pd.concat(frames, ignore_index=True)
+
+
+def _frame(name: str, series: RawSeries) -> pd.DataFrame:
+    labels = json.dumps(series.labels, sort_keys=True)
+    return pd.DataFrame(
+        {
+            "timestamp": pd.to_datetime(series.timestamps, unit="s", utc=True),
+            "query": name,
+            "labels": labels,
+            "value": series.values.astype("float64"),
+        }
+    )
+
+
+def empty_series_frame() -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "timestamp": pd.Series([], dtype="datetime64[ns, UTC]"),
+            "query": pd.Series([], dtype="object"),
+            "labels": pd.Series([], dtype="object"),
+            "value": pd.Series([], dtype="float64"),
+        }
+    )
+
+
+class SeriesFileError(ValueError):
+    """series.parquet is missing, unreadable or not in the documented format."""
+
+
+def read_series(path: Path) -> dict[str, list[RawSeries]]:
+    """series.parquet -> {query name: [RawSeries]}. Accepts timestamps as datetimes or unix seconds."""
+    path = Path(path)
+    if not path.is_file():
+        raise SeriesFileError(
+            f"{path} does not exist: the run folder has no collected metrics "
+            "(was the experiment interrupted before collection?)"
+        )
+    try:
+        df = pd.read_parquet(path)
+    except Exception as exc:  # pyarrow raises several types for a broken file
+        raise SeriesFileError(f"{path} is not a readable Parquet file: {exc}") from None
+    missing = [c for c in SERIES_COLUMNS if c not in df.columns]
+    if missing:
+        raise SeriesFileError(
+            f"{path} lacks column(s) {', '.join(missing)}; expected {', '.join(SERIES_COLUMNS)} (docs/slo.md)"
+        )
+    ts = df["timestamp"]
+    if pd.api.types.is_datetime64_any_dtype(ts):
+        aware = ts.dt.tz_localize("UTC") if ts.dt.tz is None else ts
+        df = df.assign(_t=(aware - pd.Timestamp(0, tz="UTC")).dt.total_seconds())
+    elif pd.api.types.is_numeric_dtype(ts):
+        df = df.assign(_t=ts.astype("float64"))
+    else:
+        raise SeriesFileError(f"{path}: column timestamp must be datetimes or unix seconds, got {ts.dtype}")
+    out: dict[str, list[RawSeries]] = {}
+    for (query, labels), group in df.groupby(["query", "labels"], sort=False):
+        try:
+            label_map = json.loads(labels) if labels else {}
+        except json.JSONDecodeError:
+            raise SeriesFileError(f"{path}: labels {labels!r} of query {query!r} are not JSON") from None
+        group = group.sort_values("_t")
+        out.setdefault(str(query), []).append(
+            RawSeries(label_map, group["_t"].to_numpy(dtype=float), group["value"].to_numpy(dtype=float))
+        )
+    return out

@@ -1,0 +1,216 @@
+"""The gate: judge every SLO over the judged windows of a source, plus time to detect and time to recover.
+
+Verdict per SLO: the worst of its judged windows (breached > nodata > met). Verdict of the gate:
+breached if any SLO breached (exit 1), else cannot judge if any SLO had no data (exit 2), else met (0).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from slo.maths import Judgement, Status, judge, time_to_detect, time_to_recover, window_count, worst_status
+from slo.promql import sum_increase_at
+from slo.sources import DEFAULT_JUDGED_PHASES, Source, SourceError, Window
+from slo.spec import SLO
+
+EXIT_MET, EXIT_BREACHED, EXIT_CANNOT_JUDGE = 0, 1, 2
+DEFAULT_RECOVERY_WINDOW_S = 30.0
+# A recovery window is short; demanding the full minimum would leave rare journeys "never recovered".
+RECOVERY_MIN_EVENTS = 5
+
+
+@dataclass
+class WindowResult:
+    window: str
+    start: float
+    end: float
+    status: Status
+    good: float
+    total: float
+    sli: float | None
+    burn_rate: float | None
+    budget_consumed: float | None
+    reason: str
+    judged: bool
+
+    @classmethod
+    def of(cls, w: Window, j: Judgement, judged: bool) -> WindowResult:
+        return cls(
+            w.name,
+            w.start,
+            w.end,
+            j.status,
+            j.good,
+            j.total,
+            j.sli,
+            j.burn_rate,
+            j.budget_consumed,
+            j.reason,
+            judged,
+        )
+
+
+@dataclass
+class SloResult:
+    name: str
+    display_name: str
+    journey: str | None
+    source: str
+    kind: str
+    target: float
+    threshold_s: float | None
+    period_s: int
+    critical: bool
+    min_events: int
+    file: str
+    status: Status
+    windows: list[WindowResult]
+    overall: WindowResult | None  # the span of all judged windows together
+    time_to_detect_s: float | None = None
+    time_to_recover_s: float | None = None
+    detection_note: str = ""
+    promql: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class GateReport:
+    source: str
+    judged_windows: list[str]
+    windows: list[Window]
+    slos: list[SloResult]
+    status: Status
+    exit_code: int
+    errors: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "status": self.status,
+            "exit_code": self.exit_code,
+            "source": self.source,
+            "judged_windows": self.judged_windows,
+            "windows": [asdict(w) for w in self.windows],
+            "errors": self.errors,
+            "slos": [asdict(s) for s in self.slos],
+        }
+
+
+def exit_code_for(status: Status) -> int:
+    return {"met": EXIT_MET, "breached": EXIT_BREACHED, "nodata": EXIT_CANNOT_JUDGE}[status]
+
+
+def select_windows(windows: Sequence[Window], judged: Sequence[str] | None) -> tuple[list[Window], list[str]]:
+    """The windows to judge: the named ones, else the experiment phases after warm-up, else all."""
+    names = [w.name for w in windows]
+    if judged:
+        unknown = [j for j in judged if j not in names]
+        if unknown:
+            raise SourceError(f"no phase named {', '.join(unknown)}; phases here: {', '.join(names)}")
+        return [w for w in windows if w.name in judged], list(judged)
+    default = [w for w in windows if w.name in DEFAULT_JUDGED_PHASES]
+    chosen = default or list(windows)
+    return chosen, [w.name for w in chosen]
+
+
+def evaluate(
+    slos: Sequence[SLO],
+    source: Source,
+    windows: Sequence[Window],
+    judged: Sequence[str] | None = None,
+    recovery_window_s: float = DEFAULT_RECOVERY_WINDOW_S,
+    min_events: int | None = None,
+) -> GateReport:
+    """Judge every SLO. Raises SourceError / PrometheusError when the source cannot be read at all."""
+    if not windows:
+        raise SourceError("nothing to judge: no time window or phase given")
+    _, judged_names = select_windows(windows, judged)
+    results = [
+        _evaluate_one(slo, source, windows, judged_names, recovery_window_s, min_events) for slo in slos
+    ]
+    status = worst_status([r.status for r in results])
+    return GateReport(source.description, judged_names, list(windows), results, status, exit_code_for(status))
+
+
+def _evaluate_one(
+    slo: SLO,
+    source: Source,
+    windows: Sequence[Window],
+    judged: Sequence[str],
+    recovery_window_s: float,
+    min_events: int | None,
+) -> SloResult:
+    ev = source.events(slo)
+    need = slo.min_events if min_events is None else min_events
+    rows: list[WindowResult] = []
+    for w in windows:
+        good = window_count(ev.grid, ev.good, w.start, w.end)
+        total = window_count(ev.grid, ev.total, w.start, w.end)
+        j = judge(good, total, slo.target, need, w.seconds, slo.period_s)
+        if w.start < source.span.start - 1e-6 and j.status != "nodata":
+            # Events before the data begin are unknown: judging a partly covered window could pass wrongly.
+            j = Judgement(
+                "nodata",
+                good,
+                total,
+                j.sli,
+                j.burn_rate,
+                j.budget_consumed,
+                "the window starts before the collected data",
+            )
+        rows.append(WindowResult.of(w, j, w.name in judged))
+    judged_rows = [r for r in rows if r.judged]
+    overall = None
+    if judged_rows:
+        span = Window("judged", min(r.start for r in judged_rows), max(r.end for r in judged_rows))
+        good = window_count(ev.grid, ev.good, span.start, span.end)
+        total = window_count(ev.grid, ev.total, span.start, span.end)
+        overall = WindowResult.of(
+            span, judge(good, total, slo.target, need, span.seconds, slo.period_s), True
+        )
+    status = worst_status([r.status for r in judged_rows])
+    result = SloResult(
+        name=slo.name,
+        display_name=slo.display_name,
+        journey=slo.journey,
+        source=slo.source,
+        kind=slo.kind,
+        target=slo.target,
+        threshold_s=slo.threshold_s,
+        period_s=slo.period_s,
+        critical=slo.critical,
+        min_events=need,
+        file=slo.file,
+        status=status,
+        windows=rows,
+        overall=overall,
+    )
+    if overall is not None:
+        # The PromQL that reproduces the judged numbers in the Prometheus UI (modulo extrapolation).
+        seconds = max(1, round(overall.end - overall.start))
+        result.promql = {
+            role: sum_increase_at(sel, seconds, overall.end)
+            for role, sel in (("good", slo.good), ("bad", slo.bad), ("total", slo.total))
+            if sel is not None
+        }
+    fault = next((w for w in windows if w.name == "fault"), None)
+    if fault is not None:
+        until = source.span.end
+        alerts = source.alerts(slo)
+        if alerts is None:
+            result.detection_note = "no burn-rate rule output for this SLO in Prometheus (rules not loaded?)"
+        else:
+            result.time_to_detect_s = time_to_detect(alerts.times, alerts.firing, fault.start, until)
+            if result.time_to_detect_s is None:
+                result.detection_note = "no burn-rate alert fired"
+        result.time_to_recover_s = time_to_recover(
+            ev.grid,
+            ev.good,
+            ev.total,
+            fault.end,
+            until,
+            recovery_window_s,
+            slo.target,
+            min(need, RECOVERY_MIN_EVENTS),
+        )
+    return result

@@ -1,0 +1,118 @@
+"""The only Prometheus I/O of the SLO package (prometheus-api-client), with timeouts and errors that say
+what to do. Everything here returns plain arrays; the maths lives in slo/maths.py."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import numpy as np
+import requests
+from prometheus_api_client import PrometheusApiClientException, PrometheusConnect
+from urllib3.util.retry import Retry
+
+from sample_shop import topology
+
+MAX_POINTS_PER_QUERY = 10_000  # Prometheus refuses more than 11,000 points per series and query
+
+
+class PrometheusError(RuntimeError):
+    """Prometheus could not be asked or refused the query. The message says how to fix it."""
+
+
+@dataclass(frozen=True)
+class RawSeries:
+    """One time series as a range query returns it."""
+
+    labels: dict[str, str]
+    timestamps: np.ndarray
+    values: np.ndarray
+
+
+def default_prometheus_url() -> str:
+    return f"http://127.0.0.1:{topology.PROMETHEUS_PORT + topology.port_offset()}"
+
+
+class Prometheus:
+    def __init__(self, url: str, timeout_s: float = 15.0) -> None:
+        self.url = url.rstrip("/")
+        self.timeout_s = timeout_s
+        # One quick retry only: an unreachable Prometheus must fail the gate fast, not after minutes.
+        retry = Retry(total=1, backoff_factor=0.2, status_forcelist=(502, 503, 504), allowed_methods=None)
+        self._client = PrometheusConnect(url=self.url, disable_ssl=True, retry=retry, timeout=timeout_s)
+
+    def close(self) -> None:
+        self._client.close()
+
+    def __enter__(self) -> Prometheus:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _fail(self, what: str, exc: Exception) -> PrometheusError:
+        if isinstance(exc, requests.exceptions.ConnectionError):
+            return PrometheusError(
+                f"cannot reach Prometheus at {self.url} ({what}). Is the stack running? Start it with "
+                "`testbed up`, or pass --prometheus URL (or judge a run folder with --run DIR)."
+            )
+        if isinstance(exc, requests.exceptions.Timeout):
+            return PrometheusError(
+                f"Prometheus at {self.url} did not answer within {self.timeout_s:g} s ({what}); "
+                "it may be overloaded: retry, shorten the window or raise --timeout."
+            )
+        if isinstance(exc, PrometheusApiClientException):
+            return PrometheusError(f"Prometheus at {self.url} rejected {what}: {exc}")
+        return PrometheusError(f"query to Prometheus at {self.url} failed ({what}): {exc}")
+
+    def check(self) -> None:
+        """Raise PrometheusError unless Prometheus answers a trivial query."""
+        self.instant("vector(1)")
+
+    def instant(self, promql: str, at: float | None = None) -> list[tuple[dict[str, str], float]]:
+        """An instant query, optionally at an explicit evaluation time (unix seconds)."""
+        params = {"time": f"{at:.3f}"} if at is not None else {}
+        try:
+            result = self._client.custom_query(promql, params=params)
+        except (requests.RequestException, PrometheusApiClientException) as exc:
+            raise self._fail(f"query {promql!r}", exc) from None
+        return [(r.get("metric", {}), float(r["value"][1])) for r in result]
+
+    def range(self, promql: str, start: float, end: float, step_s: float) -> list[RawSeries]:
+        """A range query over [start, end] (unix seconds), split into chunks below Prometheus' point limit
+        and stitched back together per series."""
+        if end < start:
+            raise ValueError(f"range end {end} is before its start {start}")
+        if step_s <= 0:
+            raise ValueError("step must be positive")
+        start_i, end_i = math.floor(start), math.ceil(end)  # the client sends whole seconds
+        chunk = MAX_POINTS_PER_QUERY * step_s
+        pieces: dict[str, tuple[dict[str, str], list[np.ndarray], list[np.ndarray]]] = {}
+        t0 = float(start_i)
+        while t0 <= end_i:
+            t1 = min(float(end_i), t0 + chunk)
+            try:
+                result = self._client.custom_query_range(
+                    promql,
+                    start_time=datetime.fromtimestamp(t0, UTC),
+                    end_time=datetime.fromtimestamp(t1, UTC),
+                    step=f"{step_s:g}s",
+                )
+            except (requests.RequestException, PrometheusApiClientException) as exc:
+                raise self._fail(f"range query {promql!r}", exc) from None
+            for r in result:
+                metric = r.get("metric", {})
+                key = repr(sorted(metric.items()))
+                values = np.array(r.get("values", []), dtype=float).reshape(-1, 2)
+                entry = pieces.setdefault(key, (metric, [], []))
+                entry[1].append(values[:, 0])
+                entry[2].append(values[:, 1])
+            t0 = t1 + step_s
+        out = []
+        for metric, ts_parts, val_parts in pieces.values():
+            ts = np.concatenate(ts_parts)
+            vals = np.concatenate(val_parts)
+            order = np.argsort(ts, kind="stable")
+            out.append(RawSeries(metric, ts[order], vals[order]))
+        return out

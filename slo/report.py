@@ -1,0 +1,159 @@
+"""Gate report writers: JSON (scripts), JUnit XML (CI test tabs), Markdown (CI job summary), rich table."""
+
+from __future__ import annotations
+
+import json
+import xml.etree.ElementTree as ET
+from datetime import UTC, datetime
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from slo.evaluate import GateReport, SloResult, WindowResult
+
+REPORT_JSON, JUNIT_XML, SUMMARY_MD = "report.json", "junit.xml", "summary.md"
+_VERDICT = {"met": "met", "breached": "BREACHED", "nodata": "NO DATA"}
+_ICON = {"met": "✅", "breached": "❌", "nodata": "⚠️"}
+_STYLE = {"met": "green", "breached": "bold red", "nodata": "yellow"}
+
+
+def _pct(x: float | None, digits: int = 2) -> str:
+    return "-" if x is None else f"{x * 100:.{digits}f}%"
+
+
+def _num(x: float | None, fmt: str = ".2f") -> str:
+    return "-" if x is None else format(x, fmt)
+
+
+def _secs(x: float | None) -> str:
+    return "-" if x is None else f"{x:.0f} s"
+
+
+def _iso(t: float) -> str:
+    return datetime.fromtimestamp(t, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def objective_text(s: SloResult) -> str:
+    base = f"{s.target * 100:g}%"
+    return f"{base} ≤ {s.threshold_s:g} s" if s.threshold_s is not None else base
+
+
+def gate_message(report: GateReport) -> str:
+    breached = [s.name for s in report.slos if s.status == "breached"]
+    nodata = [s.name for s in report.slos if s.status == "nodata"]
+    if report.status == "met":
+        return f"all {len(report.slos)} SLOs met over {', '.join(report.judged_windows)}"
+    parts = []
+    if breached:
+        parts.append(f"breached: {', '.join(breached)}")
+    if nodata:
+        parts.append(
+            f"no data: {', '.join(nodata)} (too few events; is the load generator running and scraped? "
+            "see the reason per window)"
+        )
+    return "; ".join(parts)
+
+
+def write_reports(report: GateReport, out_dir: Path) -> list[Path]:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = [out_dir / REPORT_JSON, out_dir / JUNIT_XML, out_dir / SUMMARY_MD]
+    paths[0].write_text(json.dumps(report.to_dict(), indent=2) + "\n")
+    paths[1].write_text(junit_xml(report))
+    paths[2].write_text(markdown(report))
+    return paths
+
+
+def _window_line(w: WindowResult) -> str:
+    return (
+        f"{w.window}: {w.status} - good {w.good:g} / total {w.total:g}, SLI {_pct(w.sli, 3)}, "
+        f"burn rate {_num(w.burn_rate)}, budget {_pct(w.budget_consumed, 1)} ({w.reason})"
+    )
+
+
+def junit_xml(report: GateReport) -> str:
+    suite = ET.Element(
+        "testsuite",
+        name="slo",
+        tests=str(len(report.slos)),
+        failures=str(sum(s.status == "breached" for s in report.slos)),
+        errors=str(sum(s.status == "nodata" for s in report.slos)),
+    )
+    for s in report.slos:
+        case = ET.SubElement(
+            suite, "testcase", classname=f"slo.{s.source}.{s.journey or 'shop'}", name=s.name
+        )
+        details = "\n".join(_window_line(w) for w in s.windows)
+        if s.status == "breached":
+            bad = [w for w in s.windows if w.judged and w.status == "breached"]
+            msg = "; ".join(f"{w.window}: SLI {_pct(w.sli, 3)} < {objective_text(s)}" for w in bad)
+            ET.SubElement(case, "failure", message=msg, type="SLOBreached").text = details
+        elif s.status == "nodata":
+            bad = [w for w in s.windows if w.judged and w.status == "nodata"]
+            msg = "; ".join(f"{w.window}: {w.reason}" for w in bad)
+            ET.SubElement(case, "error", message=msg, type="SLONoData").text = details
+        ET.SubElement(case, "system-out").text = details
+    ET.indent(suite)
+    return '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(suite, encoding="unicode") + "\n"
+
+
+def markdown(report: GateReport) -> str:
+    names = [w.name for w in report.windows]
+    lines = [
+        f"## SLO gate: {_ICON[report.status]} {_VERDICT[report.status]}",
+        "",
+        f"{gate_message(report)}. Source: {report.source}. Judged: {', '.join(report.judged_windows)}.",
+        "",
+        "| SLO | objective | " + " | ".join(names) + " | budget used | detect | recover | verdict |",
+        "|---|---|" + "---|" * len(names) + "---|---|---|---|",
+    ]
+    for s in report.slos:
+        cells = []
+        for w in s.windows:
+            mark = f" {_ICON[w.status]}" if w.judged else ""
+            cells.append(f"{_pct(w.sli)} ({w.total:g}){mark}")
+        budget = _pct(s.overall.budget_consumed, 1) if s.overall else "-"
+        lines.append(
+            f"| {s.name} | {objective_text(s)} | "
+            + " | ".join(cells)
+            + f" | {budget} | {_secs(s.time_to_detect_s)} | {_secs(s.time_to_recover_s)} "
+            f"| {_ICON[s.status]} {_VERDICT[s.status]} |"
+        )
+    lines += [
+        "",
+        "Cells: SLI (events). Budget used: share of the SLO period's error budget consumed by the judged "
+        "windows. Detect: fault start to the first burn-rate alert. Recover: fault end to the first "
+        "healthy window.",
+    ]
+    if report.windows:
+        spans = ", ".join(f"{w.name} {_iso(w.start)} → {_iso(w.end)}" for w in report.windows)
+        lines += ["", f"Windows: {spans}."]
+    return "\n".join(lines) + "\n"
+
+
+def print_table(report: GateReport, console: Console) -> None:
+    table = Table(title=f"SLO gate over {', '.join(report.judged_windows)} ({report.source})")
+    table.add_column("SLO")
+    table.add_column("objective")
+    for w in report.windows:
+        table.add_column(w.name + ("" if w.name in report.judged_windows else " (info)"), justify="right")
+    table.add_column("budget", justify="right")
+    table.add_column("detect", justify="right")
+    table.add_column("recover", justify="right")
+    table.add_column("verdict")
+    for s in report.slos:
+        cells = []
+        for w in s.windows:
+            text = f"{_pct(w.sli)} ({w.total:g})"
+            cells.append(f"[{_STYLE[w.status]}]{text}[/]" if w.judged else f"[dim]{text}[/]")
+        table.add_row(
+            s.name,
+            objective_text(s),
+            *cells,
+            _pct(s.overall.budget_consumed, 1) if s.overall else "-",
+            _secs(s.time_to_detect_s),
+            _secs(s.time_to_recover_s),
+            f"[{_STYLE[s.status]}]{_VERDICT[s.status]}[/]",
+        )
+    console.print(table)
+    console.print(f"[{_STYLE[report.status]}]{_VERDICT[report.status]}[/]: {gate_message(report)}")
