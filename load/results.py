@@ -15,16 +15,17 @@ A result folder (standalone `testbed load --out DIR`, or `runs/<id>/load/` insid
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pandas as pd
-import pyarrow as pa
-import pyarrow.parquet as pq
+if TYPE_CHECKING:  # pandas and pyarrow are imported when used: `testbed` starts faster without them
+    import pandas as pd
+    import pyarrow as pa
 
 STATS_CSV = "stats.csv"
 STATS_HISTORY_CSV = "stats_history.csv"
@@ -39,21 +40,41 @@ LOCUST_CSV_PREFIX = "locust"  # Locust writes locust_stats.csv ...; renamed to t
 SUMMARY_SCHEMA_VERSION = 1
 
 # The per-request time series. Order and types are part of the contract (docs/load.md).
-REQUEST_SCHEMA = pa.schema(
-    [
-        pa.field("timestamp", pa.timestamp("ms", tz="UTC"), nullable=False),  # when the request started
-        pa.field("name", pa.string(), nullable=False),  # route template, e.g. /api/products/{product_id}
-        pa.field("method", pa.string(), nullable=False),  # GET, POST, DELETE
-        pa.field("journey", pa.string(), nullable=False),  # the user journey that made the request
-        pa.field("response_time_ms", pa.float64(), nullable=False),  # as seen by the client
-        pa.field("status_code", pa.int32(), nullable=False),  # 0 when no HTTP response (connect error)
-        pa.field("ok", pa.bool_(), nullable=False),  # counted as a success (status and body checked)
-        pa.field("exception", pa.string(), nullable=True),  # why it failed; null when ok
-        pa.field("response_length", pa.int64(), nullable=False),  # body bytes
-        pa.field("users", pa.int32(), nullable=False),  # simulated users running at that moment
-    ]
+# (name, Arrow type, nullable, meaning)
+REQUEST_FIELDS: tuple[tuple[str, str, bool, str], ...] = (
+    ("timestamp", "timestamp[ms, tz=UTC]", False, "when the request started"),
+    ("name", "string", False, "route template, e.g. /api/products/{product_id}"),
+    ("method", "string", False, "GET, POST, DELETE"),
+    ("journey", "string", False, "the user journey that made the request"),
+    ("response_time_ms", "double", False, "latency as seen by the client"),
+    (
+        "status_code",
+        "int32",
+        False,
+        "HTTP status; 0 when there was no HTTP response (connect error, timeout)",
+    ),
+    ("ok", "bool", False, "counted as a success (status and body checked)"),
+    ("exception", "string", True, "why it failed; null when ok"),
+    ("response_length", "int64", False, "body bytes"),
+    ("users", "int32", False, "simulated users running at that moment"),
 )
-REQUEST_COLUMNS: tuple[str, ...] = tuple(REQUEST_SCHEMA.names)
+REQUEST_COLUMNS: tuple[str, ...] = tuple(f[0] for f in REQUEST_FIELDS)
+
+
+@functools.cache
+def request_schema() -> pa.Schema:
+    import pyarrow as pa
+
+    types = {
+        "timestamp[ms, tz=UTC]": pa.timestamp("ms", tz="UTC"),
+        "string": pa.string(),
+        "double": pa.float64(),
+        "int32": pa.int32(),
+        "int64": pa.int64(),
+        "bool": pa.bool_(),
+    }
+    return pa.schema([pa.field(name, types[kind], nullable=null) for name, kind, null, _ in REQUEST_FIELDS])
+
 
 SUMMARY_PERCENTILES: tuple[tuple[str, float], ...] = (
     ("p50", 0.50),
@@ -72,7 +93,10 @@ class RequestRecorder:
         self.flush_rows = flush_rows
         self.rows_written = 0
         self._columns: dict[str, list[Any]] = {name: [] for name in REQUEST_COLUMNS}
-        self._writer: pq.ParquetWriter | None = pq.ParquetWriter(str(path), REQUEST_SCHEMA)
+        import pyarrow.parquet as pq
+
+        self._schema = request_schema()
+        self._writer: pq.ParquetWriter | None = pq.ParquetWriter(str(path), self._schema)
 
     def __len__(self) -> int:
         return len(self._columns["name"])
@@ -107,9 +131,10 @@ class RequestRecorder:
     def flush(self) -> None:
         if self._writer is None or not len(self):
             return
-        batch = pa.record_batch(
-            [pa.array(self._columns[f.name], f.type) for f in REQUEST_SCHEMA], REQUEST_SCHEMA
-        )
+        import pyarrow as pa
+
+        schema = self._schema
+        batch = pa.record_batch([pa.array(self._columns[f.name], f.type) for f in schema], schema)
         self._writer.write_batch(batch)
         self.rows_written += batch.num_rows
         for values in self._columns.values():
@@ -213,7 +238,9 @@ def read_requests(folder: Path | str) -> pd.DataFrame:
     path = Path(folder) / REQUESTS_PARQUET
     if not path.exists():
         raise FileNotFoundError(f"{path} does not exist: not a load result folder, or the run did not start")
-    return pq.read_table(path, schema=REQUEST_SCHEMA).to_pandas()
+    import pyarrow.parquet as pq
+
+    return pq.read_table(path, schema=request_schema()).to_pandas()
 
 
 def read_summary(folder: Path | str) -> dict[str, Any]:

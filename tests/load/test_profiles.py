@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import pytest
@@ -14,8 +15,8 @@ from load.profiles import (
     LoadParams,
     day_share,
     format_duration,
-    parse_duration,
     params_from_mapping,
+    parse_duration,
     peak_users,
     resolve_params,
     schedule_at,
@@ -52,7 +53,7 @@ def test_steady_and_soak_hold_the_user_count() -> None:
 def test_ramp_rises_monotonically_to_the_peak() -> None:
     series = users_over_time(resolve_params("ramp", users=50, duration="100s"))
     assert series[0] == 1
-    assert all(a <= b for a, b in zip(series, series[1:], strict=False))
+    assert all(a <= b for a, b in itertools.pairwise(series))
     assert series[-1] == 50
     assert series[len(series) // 2] == 25  # linear: half way, half the users
 
@@ -90,7 +91,16 @@ def test_defaults_apply_per_profile() -> None:
 
 @pytest.mark.parametrize(
     ("text", "seconds"),
-    [("90", 90), ("90s", 90), ("5m", 300), ("1h30m", 5400), ("1.5s", 1.5), ("500ms", 0.5), (" 2M ", 120), (7, 7)],
+    [
+        ("90", 90),
+        ("90s", 90),
+        ("5m", 300),
+        ("1h30m", 5400),
+        ("1.5s", 1.5),
+        ("500ms", 0.5),
+        (" 2M ", 120),
+        (7, 7),
+    ],
 )
 def test_parse_duration(text: str | int, seconds: float) -> None:
     assert parse_duration(text) == seconds
