@@ -56,6 +56,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="port of the client-metrics exporter on 127.0.0.1 (default: the stack's; 0 = off)",
     )
     parser.add_argument(
+        "--metrics-host",
+        default="127.0.0.1",
+        help="address the exporter binds (default 127.0.0.1; 0.0.0.0 inside a pod so Prometheus can scrape)",
+    )
+    parser.add_argument(
         "--allow-non-loopback",
         action="store_true",
         help="allow a gateway that is not on 127.0.0.1 (a kind cluster you own)",
@@ -106,7 +111,17 @@ def main(argv: list[str] | None = None) -> int:
     except OSError as exc:
         print(f"python -m load: error: --out: cannot create {out_dir}: {exc.strerror}", file=sys.stderr)
         return EXIT_USAGE
-    return run(RunConfig(params, target.host, out_dir, target.metrics_port, args.parent_pid, args.progress))
+    return run(
+        RunConfig(
+            params,
+            target.host,
+            out_dir,
+            target.metrics_port,
+            args.parent_pid,
+            args.progress,
+            metrics_host=args.metrics_host,
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -64,6 +64,7 @@ class RunConfig:
     metrics_port: int  # 0 = no exporter
     parent_pid: int | None = None
     progress: Literal["text", "jsonl", "none"] = "text"
+    metrics_host: str = "127.0.0.1"  # 0.0.0.0 only inside a pod, where Prometheus scrapes from outside
 
 
 def utc_iso(epoch_s: float) -> str:
@@ -169,7 +170,7 @@ def _run(config: RunConfig, progress: Progress) -> int:
     metrics = ClientMetrics()
     server: MetricsServer | None = None
     if config.metrics_port:
-        server = MetricsServer(metrics, config.metrics_port)
+        server = MetricsServer(metrics, config.metrics_port, config.metrics_host)
         try:
             server.start()
         except OSError as exc:
@@ -301,7 +302,8 @@ def _run(config: RunConfig, progress: Progress) -> int:
         requests=summary["requests"],
         failures=summary["failures"],
         journey_errors=summary["journey_errors"],
-        summary=str(out / SUMMARY_JSON),
+        summary_file=str(out / SUMMARY_JSON),
+        summary=summary,  # the whole summary, so a pod's log alone tells the result
     )
     if summary["requests"] == 0 or summary["failures"] or summary["journey_errors"]:
         return 1
