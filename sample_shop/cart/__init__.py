@@ -1,0 +1,1 @@
+"""cart: one cart per user; adding a product checks it exists in catalog."""

@@ -1,0 +1,1 @@
+"""catalog: products, search, stock and stock reservations (never oversells)."""

@@ -1,0 +1,1 @@
+"""gateway: the shop's public API and a minimal HTML storefront."""

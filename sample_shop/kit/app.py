@@ -1,0 +1,272 @@
+"""Assembling a service: `create_service_app(service, routers, ...)` wires config, logs, metrics, tracing,
+the fault registry, the outbound client, the database, health routes, the request middleware and the admin
+API; `run()` serves it with uvicorn on two sockets (application and admin), routed by local port. So each
+service package holds only its routes, models and startup hook.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import socket
+import sys
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from fastapi import APIRouter, FastAPI, Request
+
+from sample_shop import topology
+from sample_shop.kit.admin import AdminApp
+from sample_shop.kit.auth import UserClaims, bearer_token, verify_token
+from sample_shop.kit.config import ConfigError, ServiceConfig, load_service_config
+from sample_shop.kit.errors import install_error_handlers
+from sample_shop.kit.faults import FaultEffects, FaultRegistry
+from sample_shop.kit.health import install_health_routes
+from sample_shop.kit.logs import setup_logging
+from sample_shop.kit.metrics import ShopMetrics
+from sample_shop.kit.middleware import RouteTable, ShopMiddleware
+from sample_shop.kit.policy import PolicyStore
+
+if TYPE_CHECKING:  # heavy modules are imported only by services that use them
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.trace import Tracer
+    from sqlalchemy import MetaData
+
+    from sample_shop.kit.db import Database
+    from sample_shop.kit.http_client import HttpClient
+
+log = logging.getLogger("sample_shop.app")
+TICK_S = 0.2  # fault expiry and policy expiry are checked this often (faults are gone within 1 s)
+
+
+@dataclass
+class ServiceContext:
+    """Everything a route may need; reach it with `Depends(get_context)`."""
+
+    config: ServiceConfig
+    metrics: ShopMetrics
+    faults: FaultRegistry
+    policies: PolicyStore
+    tracer: Tracer | None = None
+    client: HttpClient | None = None
+    db: Database | None = None
+    state: dict[str, Any] = field(default_factory=dict)  # per-service objects (e.g. the payment RNG)
+
+
+def get_context(request: Request) -> ServiceContext:
+    return request.app.state.ctx
+
+
+@dataclass(frozen=True)
+class AuthenticatedUser:
+    claims: UserClaims
+    token: str  # forwarded to the services called on the user's behalf
+
+    @property
+    def id(self) -> int:
+        return self.claims.user_id
+
+
+def require_user(request: Request) -> AuthenticatedUser:
+    """FastAPI dependency: the verified user of `Authorization: Bearer <jwt>`; AuthError -> 401."""
+    token = bearer_token(request.headers.get("authorization"))
+    return AuthenticatedUser(verify_token(token, request.app.state.ctx.config.jwt_secret), token)
+
+
+class PortDispatcher:
+    """One uvicorn server, two sockets: requests arriving on the admin port go to the admin API."""
+
+    def __init__(self, app: Any, admin: Any, admin_port: int) -> None:
+        self.app = app
+        self.admin = admin
+        self.admin_port = admin_port
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        server = scope.get("server")
+        if scope["type"] == "http" and server is not None and server[1] == self.admin_port:
+            await self.admin(scope, receive, send)
+        else:
+            await self.app(scope, receive, send)
+
+
+@dataclass
+class ServiceApp:
+    asgi: PortDispatcher
+    api: FastAPI
+    context: ServiceContext
+
+
+StartupHook = Callable[[ServiceContext], Awaitable[None]]
+
+
+def create_service_app(
+    service: str,
+    routers: Sequence[APIRouter],
+    *,
+    config: ServiceConfig | None = None,
+    metadata: MetaData | None = None,
+    on_startup: StartupHook | None = None,
+    description: str = "",
+) -> ServiceApp:
+    config = config or load_service_config(service)
+    metrics = ShopMetrics(service)
+    effects = FaultEffects(service, metrics.set_faults_active)
+    faults = FaultRegistry(service, listeners=[effects])
+    policies = PolicyStore(config.client_policy)
+    ctx = ServiceContext(config=config, metrics=metrics, faults=faults, policies=policies)
+
+    provider: TracerProvider | None = None
+    if config.telemetry:
+        from opentelemetry import trace
+
+        from sample_shop.kit.telemetry import SCOPE_NAME, create_tracer_provider
+
+        provider = create_tracer_provider(
+            service,
+            config.replica,
+            sample_ratio=config.trace_sample_ratio,
+            traces_file=config.traces_file,
+            otlp_endpoint=config.otlp_endpoint,
+        )
+        trace.set_tracer_provider(provider)
+        ctx.tracer = provider.get_tracer(SCOPE_NAME)
+    if config.upstreams:
+        from sample_shop.kit.http_client import HttpClient
+
+        ctx.client = HttpClient(
+            service, config.upstreams, policies, faults=faults, metrics=metrics, tracer=ctx.tracer
+        )
+    if metadata is not None:
+        if config.database_url is None:
+            raise ConfigError(f"{service} declares tables but owns no database in the topology")
+        from sample_shop.kit.db import Database
+
+        ctx.db = Database(config.database_url, metadata, faults=faults)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        ticker = asyncio.create_task(_tick(ctx))
+        if ctx.db is not None:
+            await asyncio.get_running_loop().run_in_executor(None, ctx.db.create_schema)
+        if ctx.client is not None:
+            await ctx.client.start()
+        if on_startup is not None:
+            await on_startup(ctx)
+        log.info(
+            "started",
+            extra={
+                "fields": {
+                    "event": "started",
+                    "port": config.port,
+                    "admin_port": config.admin_port,
+                    "telemetry": config.telemetry,
+                    "resilience": config.client_policy.profile,
+                }
+            },
+        )
+        try:
+            yield
+        finally:
+            ticker.cancel()
+            faults.clear()
+            effects.stop_all()
+            if ctx.client is not None:
+                await ctx.client.close()
+            if ctx.db is not None:
+                ctx.db.close()
+            if provider is not None:
+                provider.shutdown()
+
+    # FastAPI's native OpenTelemetry support is off: ShopMiddleware does tracing and metrics in one cheaper
+    # pass, and the native one would add dependency/endpoint child spans to every request.
+    api = FastAPI(
+        title=f"shop: {service}",
+        description=description,
+        version="0.1.0",
+        lifespan=lifespan,
+        redoc_url=None,
+        telemetry={"tracing": False, "metrics": False, "logs": False, "operation_spans": False},
+    )
+    api.state.ctx = ctx
+    install_error_handlers(api)
+    install_health_routes(api, ctx)
+    for router in routers:
+        api.include_router(router)
+
+    app = ShopMiddleware(
+        api,
+        service=service,
+        routes=RouteTable(api),
+        faults=faults,
+        metrics=metrics,
+        tracer=ctx.tracer,
+        detailed_metrics=config.telemetry,
+        access_log_mode=config.access_log if config.telemetry else "off",
+        slow_request_s=config.slow_request_s,
+    )
+    admin = AdminApp(
+        service,
+        config.replica,
+        config.admin_token,
+        faults,
+        policies,
+        status=lambda: {"breakers": ctx.client.breakers() if ctx.client else {}},
+    )
+    return ServiceApp(asgi=PortDispatcher(app, admin, config.admin_port), api=api, context=ctx)
+
+
+async def _tick(ctx: ServiceContext) -> None:
+    while True:
+        await asyncio.sleep(TICK_S)
+        try:
+            ctx.faults.expire_due()
+            ctx.policies.current()
+        except Exception:  # the ticker must survive anything, or faults would outlive their TTL
+            log.exception("fault ticker failed")
+
+
+def _bind(host: str, port: int, what: str, variable: str) -> socket.socket:
+    try:
+        sock = socket.create_server((host, port), backlog=2048)
+    except OSError as exc:
+        raise ConfigError(
+            f"cannot listen on {host}:{port} for the {what} ({exc.strerror}); another process may "
+            f"hold it - pick another with {variable} or TESTBED_PORT_OFFSET"
+        ) from None
+    sock.set_inheritable(True)
+    return sock
+
+
+def run(service: str, build: Callable[[ServiceConfig], ServiceApp]) -> None:
+    """Entry point of `python -m sample_shop.<service>`: exit 2 with a one-line message on bad config."""
+    if service not in topology.SERVICES:
+        raise SystemExit(f"unknown service {service!r}")
+    try:
+        config = load_service_config(service)
+        setup_logging(service, config.replica, config.log_level)
+        app = build(config)
+        sockets = [
+            _bind(config.host, config.port, "application", "SHOP_PORT"),
+            _bind(config.admin_host, config.admin_port, "admin API", "SHOP_ADMIN_PORT"),
+        ]
+    except ConfigError as exc:
+        print(f"{service}: configuration error: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+    import uvicorn
+
+    server = uvicorn.Server(
+        uvicorn.Config(
+            app.asgi,
+            lifespan="on",
+            log_config=None,
+            access_log=False,
+            timeout_keep_alive=75,  # longer than the client's pool keep-alive: no reuse-after-close races
+            server_header=False,
+            http="auto",  # httptools and uvloop when installed
+            loop="auto",
+            backlog=2048,
+        )
+    )
+    server.run(sockets=sockets)

@@ -1,0 +1,56 @@
+"""User tokens: short-lived HS256 JWTs signed with SHOP_JWT_SECRET. users issues them; every service that
+serves a user verifies them itself with the shared secret (no call to users on the hot path)."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import jwt
+
+ISSUER = "sample-shop/users"
+ALGORITHM = "HS256"
+
+
+class AuthError(Exception):
+    """The token is missing, malformed, expired or badly signed; the message says which."""
+
+
+@dataclass(frozen=True)
+class UserClaims:
+    user_id: int
+    email: str
+    expires_at: int
+
+
+def issue_token(user_id: int, email: str, secret: str, ttl_s: int, now: float | None = None) -> str:
+    issued = int(time.time() if now is None else now)
+    payload = {"sub": str(user_id), "email": email, "iat": issued, "exp": issued + ttl_s, "iss": ISSUER}
+    return jwt.encode(payload, secret, algorithm=ALGORITHM)
+
+
+def verify_token(token: str, secret: str) -> UserClaims:
+    try:
+        payload = jwt.decode(
+            token, secret, algorithms=[ALGORITHM], issuer=ISSUER, options={"require": ["exp", "sub", "iss"]}
+        )
+    except jwt.ExpiredSignatureError:
+        raise AuthError("token expired: log in again (POST /api/auth/login)") from None
+    except jwt.InvalidTokenError as exc:
+        raise AuthError(f"invalid token ({exc}): log in again (POST /api/auth/login)") from None
+    try:
+        return UserClaims(int(payload["sub"]), str(payload.get("email", "")), int(payload["exp"]))
+    except (TypeError, ValueError):
+        raise AuthError("invalid token subject") from None
+
+
+def bearer_token(authorization: str | None) -> str:
+    """The token of an `Authorization: Bearer <token>` header; AuthError when absent or malformed."""
+    if not authorization:
+        raise AuthError(
+            "missing bearer token: send `Authorization: Bearer <access_token>` from POST /api/auth/login"
+        )
+    scheme, _, token = authorization.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise AuthError("malformed Authorization header: expected `Bearer <access_token>`")
+    return token.strip()

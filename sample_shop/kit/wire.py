@@ -1,0 +1,68 @@
+"""Request bodies that cross more than one service boundary unchanged (the gateway validates them, then the
+owning service validates them again), defined once so every hop validates them the same way."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+IDEMPOTENCY_KEY_PATTERN = r"^[A-Za-z0-9._:-]{8,100}$"
+EMAIL_PATTERN = r"^[^@\s]{1,64}@[^@\s]+\.[^@\s]+$"
+MAX_LINE_QUANTITY = 99
+MAX_ID = 2_147_483_647
+
+
+class Registration(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    email: str = Field(min_length=6, max_length=254, pattern=EMAIL_PATTERN, examples=["ada@example.com"])
+    password: str = Field(min_length=8, max_length=128, examples=["correct horse"])
+    name: str = Field(min_length=1, max_length=100, examples=["Ada Lovelace"])
+
+    @field_validator("email")
+    @classmethod
+    def lower(cls, value: str) -> str:
+        return value.lower()
+
+    @field_validator("name")
+    @classmethod
+    def not_blank(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("must not be blank")
+        return value.strip()
+
+
+class Credentials(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    email: str = Field(min_length=1, max_length=254, examples=["ada@example.com"])
+    password: str = Field(min_length=1, max_length=128, examples=["correct horse"])
+
+
+class AddItem(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    product_id: int = Field(ge=1, le=MAX_ID)
+    quantity: int = Field(default=1, ge=1, le=MAX_LINE_QUANTITY)
+
+
+class Card(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    number: str = Field(
+        min_length=12,
+        max_length=23,
+        pattern=r"^[0-9 -]+$",
+        examples=["4242424242424242"],
+        description="12 to 19 digits; spaces and dashes are ignored",
+    )
+    expiry: str = Field(pattern=r"^(0[1-9]|1[0-2])/[0-9]{2}$", examples=["12/30"], description="MM/YY")
+    cvc: str = Field(pattern=r"^[0-9]{3,4}$", examples=["123"])
+
+    @field_validator("number")
+    @classmethod
+    def digits(cls, value: str) -> str:
+        number = value.replace(" ", "").replace("-", "")
+        if not number.isdigit() or not 12 <= len(number) <= 19:
+            raise ValueError("must be 12 to 19 digits (spaces and dashes allowed)")
+        return number
+
+
+class CheckoutRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    card: Card

@@ -1,0 +1,1 @@
+"""recommendations: products related to a product or a cart, from catalog."""

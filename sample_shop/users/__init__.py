@@ -1,0 +1,1 @@
+"""users: registration, login (short-lived HS256 JWT) and profile."""
