@@ -203,6 +203,12 @@ def _evaluate_one(
             result.time_to_detect_s = time_to_detect(alerts.times, alerts.firing, fault.start, until)
             if result.time_to_detect_s is None:
                 result.detection_note = "no burn-rate alert fired"
+        affected = any(r.status == "breached" for r in rows if r.window in ("fault", "recovery"))
+        if not affected:
+            result.detection_note = (result.detection_note + "; " if result.detection_note else "") + (
+                "not affected by the fault: no recovery to time"
+            )
+            return result
         result.time_to_recover_s = time_to_recover(
             ev.grid,
             ev.good,

@@ -107,7 +107,7 @@ def rule_groups(slo: SLO, scrape_interval_s: float = topology.SCRAPE_INTERVAL_S)
                     "summary": f"{slo.display_name}: error budget burning too fast ({severity})",
                     "description": (
                         f"Objective {number(slo.target * 100)}% over {promql_duration(slo.period_s)}; "
-                        f"condition: {desc}. Error ratio now {{{{ $value | humanizePercentage }}}}."
+                        f"condition: {desc}."
                     ),
                 },
             }
