@@ -14,10 +14,14 @@ USERS ?=
 DURATION ?=
 REPLICAS ?=
 CLUSTER ?= chaos-shop
+KIND_CONTEXT := kind-$(CLUSTER)
+
+# $(call need,TOOL,INSTALL_URL): stop with a clear message when a kind tool is missing
+need = command -v $(1) >/dev/null 2>&1 || { echo "error: $(1) is not installed; see $(2) (docs/kind.md)" >&2; exit 1; }
 
 .DEFAULT_GOAL := help
 .PHONY: help setup up down status test lint load experiment slo-check slo-rules notebooks bench \
-        bench-smoke cluster images deploy cluster-down clean
+        bench-smoke cluster images deploy kind-load cluster-down clean
 
 help: ## show this help
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -71,18 +75,31 @@ bench: ## run the benchmarks and rewrite bench/RESULTS.md
 bench-smoke: ## the benchmarks with tiny durations (also part of make test)
 	$(BIN)/python -m bench --smoke
 
-cluster: ## kind: create the cluster from kind-config.yaml
-	kind create cluster --name $(CLUSTER) --config kind-config.yaml
+cluster: ## kind: create the cluster from kind-config.yaml (1 control plane, 2 workers, host ports on 127.0.0.1)
+	@$(call need,kind,https://kind.sigs.k8s.io/docs/user/quick-start/#installation)
+	kind create cluster --name $(CLUSTER) --config kind-config.yaml --wait 120s
 
-images: ## kind: build the shop image and load it into the cluster
+images: ## kind: build the one shop image (deploy/Dockerfile) and load it into the cluster
+	@$(call need,docker,https://docs.docker.com/engine/install/)
 	docker build -t chaos-shop:0.1.0 -f deploy/Dockerfile .
 	kind load docker-image chaos-shop:0.1.0 --name $(CLUSTER)
 
-deploy: ## kind: apply the shop and the observability stack
-	kubectl --context kind-$(CLUSTER) apply -k deploy/overlays/kind
-	kubectl --context kind-$(CLUSTER) -n shop wait --for=condition=Available deployment --all --timeout=300s
+deploy: ## kind: generate secrets/SLO rules/Grafana provisioning, apply the shop and observability, wait until ready
+	@$(call need,kubectl,https://kubernetes.io/docs/tasks/tools/)
+	$(BIN)/python -m deploy.assemble
+	kubectl --context $(KIND_CONTEXT) apply --server-side -k deploy/overlays/kind
+	kubectl --context $(KIND_CONTEXT) -n shop rollout status statefulset/postgres --timeout=300s
+	kubectl --context $(KIND_CONTEXT) -n shop wait --for=condition=Available deployment --all --timeout=300s
+	kubectl --context $(KIND_CONTEXT) -n shop-observability wait --for=condition=Available deployment --all --timeout=300s
+	@echo "ready: gateway http://127.0.0.1:8080  Grafana http://127.0.0.1:3000  Prometheus http://127.0.0.1:9090  Jaeger http://127.0.0.1:16686"
 
-cluster-down: ## kind: delete the cluster
+kind-load: ## kind: one bounded load run inside the cluster (Job: steady, 10 users, 5 min), following its progress
+	kubectl --context $(KIND_CONTEXT) -n shop delete job load-generator --ignore-not-found
+	kubectl --context $(KIND_CONTEXT) apply -k deploy/overlays/kind-load
+	kubectl --context $(KIND_CONTEXT) -n shop wait --for=condition=Ready pod -l job-name=load-generator --timeout=180s
+	kubectl --context $(KIND_CONTEXT) -n shop logs -f job/load-generator
+
+cluster-down: ## kind: delete the cluster (and with it every pod, volume and fault)
 	kind delete cluster --name $(CLUSTER)
 
 clean: ## stop the stack and remove the state folder (runs/ is kept)

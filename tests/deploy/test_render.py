@@ -145,3 +145,16 @@ def test_generated_secrets_are_git_ignored() -> None:
     path = "deploy/generated/shop/secrets/admin-token"
     proc = subprocess.run([git, "check-ignore", "--quiet", path], cwd=REPO, check=False)
     assert proc.returncode == 0, f"{path} is not git-ignored (deploy/.gitignore)"
+
+
+def test_makefile_kind_targets_use_these_files() -> None:
+    makefile = (REPO / "Makefile").read_text()
+    assert "--config kind-config.yaml" in makefile
+    assert "-m deploy.assemble" in makefile, "`make deploy` must assemble deploy/generated first"
+    for overlay in re.findall(r"apply(?: --server-side)? -k (deploy/overlays/[a-z-]+)", makefile):
+        assert (REPO / overlay / "kustomization.yaml").is_file(), (
+            f"Makefile applies {overlay}, which does not exist"
+        )
+    assert set(re.findall(r"apply(?: --server-side)? -k deploy/overlays/([a-z-]+)", makefile)) == set(
+        OVERLAYS
+    )
