@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
+import pyarrow.parquet as pq
 
 from sample_shop import topology
 from slo.prom import Prometheus, RawSeries
@@ -44,12 +45,13 @@ def selector_query_name(promql: str) -> str:
 
 
 def queries_for(slos: Iterable[SLO]) -> list[NamedQuery]:
-    """Range queries that make a run folder judgeable: every good/bad/total selector of the SLOs (raw
-    counters, so resets and new series are counted exactly), the burn-rate alerts (time to detect) and
-    the current burn rate per SLO (for plots). Deduplicated, in a stable order."""
+    """Range queries that make a run folder judgeable: the SLOs' counter selectors (raw series, so resets
+    and new series are counted exactly; a good/bad selector that only narrows the total is picked out of
+    the total's series instead of being stored twice), the burn-rate alerts (time to detect) and the
+    current burn rate per SLO (for plots). Deduplicated, in a stable order."""
     seen: dict[str, NamedQuery] = {}
     for slo in slos:
-        for sel in slo.selectors:
+        for sel in slo.queried_selectors:
             text = sel.promql()
             seen.setdefault(text, NamedQuery(selector_query_name(text), text))
     seen[ALERTS_QUERY_NAME] = NamedQuery(ALERTS_QUERY_NAME, ALERTS_QUERY)
@@ -111,14 +113,21 @@ def read_series(path: Path) -> dict[str, list[RawSeries]]:
             "(was the experiment interrupted before collection?)"
         )
     try:
-        df = pd.read_parquet(path)
+        schema = pq.read_schema(path)
     except Exception as exc:  # pyarrow raises several types for a broken file
         raise SeriesFileError(f"{path} is not a readable Parquet file: {exc}") from None
-    missing = [c for c in SERIES_COLUMNS if c not in df.columns]
+    missing = [c for c in SERIES_COLUMNS if c not in schema.names]
     if missing:
         raise SeriesFileError(
             f"{path} lacks column(s) {', '.join(missing)}; expected {', '.join(SERIES_COLUMNS)} (docs/slo.md)"
         )
+    try:
+        # The two string columns repeat on every row: reading them dictionary-encoded (categorical) is
+        # several times faster than materialising one Python string per sample.
+        table = pq.read_table(path, columns=list(SERIES_COLUMNS), read_dictionary=["query", "labels"])
+        df = table.to_pandas()
+    except Exception as exc:
+        raise SeriesFileError(f"{path} is not a readable Parquet file: {exc}") from None
     ts = df["timestamp"]
     if pd.api.types.is_datetime64_any_dtype(ts):
         aware = ts.dt.tz_localize("UTC") if ts.dt.tz is None else ts
@@ -128,7 +137,7 @@ def read_series(path: Path) -> dict[str, list[RawSeries]]:
     else:
         raise SeriesFileError(f"{path}: column timestamp must be datetimes or unix seconds, got {ts.dtype}")
     out: dict[str, list[RawSeries]] = {}
-    for (query, labels), group in df.groupby(["query", "labels"], sort=False):
+    for (query, labels), group in df.groupby(["query", "labels"], sort=False, observed=True):
         try:
             label_map = json.loads(labels) if labels else {}
         except json.JSONDecodeError:

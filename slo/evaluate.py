@@ -125,6 +125,7 @@ def evaluate(
     if not windows:
         raise SourceError("nothing to judge: no time window or phase given")
     _, judged_names = select_windows(windows, judged)
+    source.prepare(slos)
     results = [
         _evaluate_one(slo, source, windows, judged_names, recovery_window_s, min_events) for slo in slos
     ]

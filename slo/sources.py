@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -30,6 +32,7 @@ from slo.selector import Selector
 from slo.spec import SLO, parse_duration
 
 PHASE_NAMES = ("warmup", "baseline", "fault", "recovery")
+PREFETCH_WORKERS = 4
 DEFAULT_JUDGED_PHASES = ("baseline", "fault", "recovery")
 
 
@@ -65,6 +68,10 @@ class Source(Protocol):
     description: str
     span: Window  # what the data covers
 
+    def prepare(self, slos: Sequence[SLO]) -> None:
+        """Fetch what the SLOs will need up front (a source may do it concurrently)."""
+        ...
+
     def events(self, slo: SLO) -> EventSeries: ...
 
     def alerts(self, slo: SLO) -> AlertSeries | None: ...
@@ -83,16 +90,18 @@ def _grid(span: Window, step_s: float) -> FloatArray:
 def _event_series(
     slo: SLO, fetch: dict[str, list[RawSeries]], grid: FloatArray, data_start: float
 ) -> EventSeries:
+    def series_of(sel: Selector) -> list[RawSeries]:
+        if sel is slo.total or not slo.part_within_total:
+            return fetch.get(selector_query_name(sel.promql()), [])
+        extra = [m for m in sel.matchers if m not in slo.total.matchers]
+        total_series = fetch.get(selector_query_name(slo.total.promql()), [])
+        return [s for s in total_series if all(m.matches(s.labels.get(m.label, "")) for m in extra)]
+
     def cum(sel: Selector) -> FloatArray:
-        series = fetch.get(selector_query_name(sel.promql()), [])
-        return cumulative_events(grid, [(s.timestamps, s.values) for s in series], data_start)
+        return cumulative_events(grid, [(s.timestamps, s.values) for s in series_of(sel)], data_start)
 
     total = cum(slo.total)
-    if slo.good is not None:
-        good = cum(slo.good)
-    else:
-        assert slo.bad is not None
-        good = total - cum(slo.bad)
+    good = cum(slo.good) if slo.good is not None else total - cum(slo.part)
     return EventSeries(grid, np.minimum(good, total), total)
 
 
@@ -123,13 +132,25 @@ class PrometheusSource:
         self._grid = _grid(Window(span.name, span.start - self._lookback, span.end), step_s)
         self._cache: dict[str, list[RawSeries]] = {}
 
+    def prepare(self, slos: Sequence[SLO]) -> None:
+        """Range-query every selector concurrently: Prometheus works in its own process, so a few
+        queries in flight hide most of the HTTP and JSON time."""
+        wanted = {sel.promql() for slo in slos for sel in slo.queried_selectors} | {
+            ALERTS_QUERY,
+            BURN_RATE_QUERY_NAME,
+        }
+        todo = sorted(wanted - set(self._cache))
+        with ThreadPoolExecutor(max_workers=PREFETCH_WORKERS) as pool:
+            results = pool.map(lambda q: self.prom.range(q, self._grid[0], self.span.end, self.step_s), todo)
+            self._cache.update(zip(todo, results, strict=True))
+
     def _fetch(self, promql: str) -> list[RawSeries]:
         if promql not in self._cache:
             self._cache[promql] = self.prom.range(promql, self._grid[0], self.span.end, self.step_s)
         return self._cache[promql]
 
     def events(self, slo: SLO) -> EventSeries:
-        fetched = {sel.promql(): self._fetch(sel.promql()) for sel in slo.selectors}
+        fetched = {sel.promql(): self._fetch(sel.promql()) for sel in slo.queried_selectors}
         return _event_series(slo, fetched, self._grid, self._grid[0])
 
     def alerts(self, slo: SLO) -> AlertSeries | None:
@@ -156,6 +177,9 @@ class RunFolderSource:
         hi = float(max(t.max() for t in stamps))
         self.span = Window("run", lo, hi)
         self._grid = _grid(self.span, step_s)
+
+    def prepare(self, slos: Sequence[SLO]) -> None:
+        """Everything is in memory already."""
 
     def events(self, slo: SLO) -> EventSeries:
         return _event_series(slo, self._series, self._grid, self._grid[0])

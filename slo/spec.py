@@ -88,6 +88,24 @@ class SLO:
     def selectors(self) -> tuple[Selector, ...]:
         return tuple(s for s in (self.good, self.bad, self.total) if s is not None)
 
+    @property
+    def part(self) -> Selector:
+        """The good or the bad selector (whichever the file gives)."""
+        part = self.good if self.good is not None else self.bad
+        assert part is not None
+        return part
+
+    @property
+    def part_within_total(self) -> bool:
+        """True when good/bad selects a subset of the total's series (same metric, extra matchers), so
+        its series can be picked out of the total's locally instead of being queried again."""
+        return self.part.metric == self.total.metric and set(self.total.matchers) <= set(self.part.matchers)
+
+    @property
+    def queried_selectors(self) -> tuple[Selector, ...]:
+        """The selectors that must be range-queried to evaluate this SLO."""
+        return (self.total,) if self.part_within_total else (self.part, self.total)
+
 
 # --------------------------------------------------------------------------------------------------
 # Loading
