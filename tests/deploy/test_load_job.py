@@ -25,6 +25,7 @@ def test_arguments_are_valid_for_python_m_load(render: Any) -> None:
     params = resolve_params(args.profile, args.users, args.duration, args.spawn_rate, args.think_time_factor)
     assert params.duration_s > 0 and params.users > 0
     assert args.metrics_port == LOAD_METRICS_PORT == container_port(container, "metrics")
+    assert args.metrics_host == "0.0.0.0", "Prometheus scrapes the pod IP, not its loopback"
     assert str(args.out).startswith(
         next(m["mountPath"] for m in container["volumeMounts"] if m["name"] == "results")
     )

@@ -4,6 +4,7 @@ documented env contract; host ports and NodePorts that agree with kind-config.ya
 
 from __future__ import annotations
 
+import base64
 import re
 from typing import Any
 
@@ -11,6 +12,7 @@ import yaml
 from conftest import REPO
 from k8s_walk import container_port, env_map, find, of_kind, pod_spec, shop_deployments
 
+from sample_shop.kit.config import load_service_config
 from sample_shop.topology import (
     ADMIN_PORT_OFFSET,
     CONTROL_PORT,
@@ -182,3 +184,64 @@ def test_host_ports_follow_topology_and_reach_node_ports(kind_objects: list[dict
     for key, topology_port in expected.items():
         assert node_ports[key]["port"] == topology_port, key
         assert by_host_port[topology_port] == node_ports[key]["nodePort"], f"{key}: host {topology_port}"
+
+
+def _pod_env(deployment: dict[str, Any], objects: list[dict[str, Any]], token_file: str) -> dict[str, str]:
+    """The environment Kubernetes would give the container: values, downward API, Secrets, $(VAR)."""
+    pod_meta = {**deployment["spec"]["template"]["metadata"], "name": "pod-0", "namespace": "shop"}
+    container = pod_spec(deployment)["containers"][0]
+    env: dict[str, str] = {}
+    for item in container["env"]:
+        if "value" in item:
+            value = re.sub(r"\$\(([A-Za-z_][A-Za-z0-9_]*)\)", lambda m: env[m.group(1)], item["value"])
+        elif "fieldRef" in item["valueFrom"]:
+            path = item["valueFrom"]["fieldRef"]["fieldPath"]
+            label = re.fullmatch(r"metadata\.labels\['([^']+)'\]", path)
+            value = pod_meta["labels"][label.group(1)] if label else pod_meta[path.removeprefix("metadata.")]
+        else:
+            ref = item["valueFrom"]["secretKeyRef"]
+            value = base64.b64decode(
+                find(objects, "Secret", ref["name"], "shop")["data"][ref["key"]]
+            ).decode()
+        env[item["name"]] = value
+    env["SHOP_ADMIN_TOKEN_FILE"] = token_file  # the mounted Secret, see test_admin_token_file_is_mounted
+    return env
+
+
+def test_manifest_env_passes_the_shops_own_config_loader(
+    kind_objects: list[dict[str, Any]], tmp_path: Any
+) -> None:
+    """Each Deployment's environment, resolved as Kubernetes would, is accepted by sample_shop.kit.config."""
+    token_secret = next(
+        s for s in of_kind(kind_objects, "Secret") if s["metadata"]["name"].startswith("shop-admin-token-")
+    )
+    token = base64.b64decode(token_secret["data"]["token"]).decode()
+    token_file = tmp_path / "admin-token"
+    token_file.write_text(token)
+    for name, deployment in shop_deployments(kind_objects).items():
+        config = load_service_config(name, _pod_env(deployment, kind_objects, str(token_file)))
+        assert (config.host, config.port) == ("0.0.0.0", SERVICES[name].port)
+        assert (config.admin_host, config.admin_port) == ("0.0.0.0", SERVICES[name].port + ADMIN_PORT_OFFSET)
+        assert config.upstreams == {d: (f"http://{d}:{SERVICES[d].port}",) for d in SERVICES[name].depends_on}
+        assert config.admin_token == token
+        assert config.otlp_endpoint and config.otlp_endpoint.startswith("http://jaeger.")
+        if SERVICES[name].owns_database:
+            assert config.database_url and config.database_url.startswith("postgresql+psycopg://")
+            assert "$(" not in config.database_url
+        else:
+            assert config.database_url is None
+
+
+def test_admin_token_file_is_mounted(kind_objects: list[dict[str, Any]]) -> None:
+    for name, deployment in [
+        *shop_deployments(kind_objects).items(),
+        ("faultd", find(kind_objects, "Deployment", "faultd", "shop")),
+    ]:
+        spec = pod_spec(deployment)
+        container = spec["containers"][0]
+        path = env_map(container)["SHOP_ADMIN_TOKEN_FILE"]["value"]
+        folder, _, file_name = path.rpartition("/")
+        (mount,) = [m for m in container["volumeMounts"] if m["mountPath"] == folder]
+        (volume,) = [v for v in spec["volumes"] if v["name"] == mount["name"]]
+        assert volume["secret"]["secretName"].startswith("shop-admin-token-"), name
+        assert {"key": "token", "path": file_name} in volume["secret"]["items"], name
