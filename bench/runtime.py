@@ -1,0 +1,66 @@
+"""Runtime figures: cold start of the local stack to ready, stop time, and memory of every process at rest."""
+
+from __future__ import annotations
+
+import os
+import time
+
+import psutil
+
+from bench.harness import BenchContext, Figure, benchmark, timed
+from testbed.runtime.base import UpOptions
+from testbed.runtime.local import LocalTarget
+
+MB = 1_000_000
+COLD_START_TARGET_S = 5.0
+RSS_TARGET_MB = 400.0
+
+
+def memory_by_process(target: LocalTarget) -> dict[str, tuple[float, float]]:
+    """'<service>' or 'prometheus'/'supervisor' -> (RSS, PSS) in MB, replicas of a service summed."""
+    totals: dict[str, tuple[float, float]] = {}
+    for p in target.status().processes:
+        if p.pid is None:
+            continue
+        try:
+            info = psutil.Process(p.pid).memory_full_info()
+        except psutil.Error:
+            continue
+        rss, pss = totals.get(p.service, (0.0, 0.0))
+        totals[p.service] = (rss + info.rss / MB, pss + getattr(info, "pss", info.rss) / MB)
+    return totals
+
+
+@benchmark("runtime.stack", repeat=3, order=10)
+def stack_cold_start_and_memory(ctx: BenchContext) -> list[Figure]:
+    """Cold start of the local stack (one replica each, no extras) until every replica is ready and scraped;
+    memory of every process at rest; time to stop everything."""
+    ctx.close()  # a cold start needs the machine quiet and the ports free
+    target = LocalTarget(ctx.workdir / f"cold-{ctx.repeat_index}", ctx.port_offset, exit_with_pid=os.getpid())
+    with timed() as elapsed:
+        target.up(UpOptions(extras=False, timeout_s=60))
+    cold_start = elapsed()
+    try:
+        time.sleep(ctx.duration(full_s=5.0, smoke_s=0.5))  # at rest: start-up work (imports, seeding) done
+        memory = memory_by_process(target)
+    finally:
+        with timed() as stopping:
+            target.down()
+    rss_total = sum(rss for rss, _ in memory.values())
+    pss_total = sum(pss for _, pss in memory.values())
+    figures = [
+        Figure("cold start to ready", cold_start, "s", COLD_START_TARGET_S, compare="start"),
+        Figure("stop everything (down)", stopping(), "s"),
+        Figure(
+            "RSS at rest, every process",
+            rss_total,
+            "MB",
+            RSS_TARGET_MB,
+            compare="memory",
+            note=f"{len(memory)} kinds of process: every service, Prometheus and the supervisor; RSS counts "
+            "shared pages once per process",
+        ),
+        Figure("PSS at rest, every process", pss_total, "MB", note="shared pages split between processes"),
+    ]
+    figures += [Figure(f"RSS at rest: {name}", rss, "MB") for name, (rss, _) in sorted(memory.items())]
+    return figures
