@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import IO
 
 import httpx
+import psutil
 
 from testbed.runtime.backoff import RestartPolicy
 from testbed.runtime.base import ReplicaListener, ReplicaProcess
@@ -54,6 +55,13 @@ def die_with_parent(parent_pid: int) -> Callable[[], None]:
             os._exit(1)
 
     return preexec
+
+
+async def _until_stopped(pid: int, timeout_s: float = 1.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    with contextlib.suppress(psutil.Error):
+        while psutil.Process(pid).status() != psutil.STATUS_STOPPED and time.monotonic() < deadline:
+            await asyncio.sleep(0.002)
 
 
 @dataclass
@@ -290,6 +298,7 @@ class ProcessTable:
                 "clear the fault first"
             )
         popen.send_signal(signal.SIGSTOP)
+        await _until_stopped(popen.pid)  # delivery is asynchronous; the fault starts when it is stopped
         managed.state = "paused"
         managed.paused_until = time.time() + seconds
         managed.resume_task = self._spawn_task(managed, self._resume_later(managed, popen, seconds))
