@@ -218,7 +218,8 @@ def _datasource_uids(node: Any) -> set[str]:
     if isinstance(node, dict):
         found = set()
         ds = node.get("datasource")
-        if isinstance(ds, dict) and isinstance(ds.get("uid"), str) and not ds["uid"].startswith("$"):
+        # `$var` is a template variable; "-- Grafana --", "-- Mixed --", ... are Grafana's built-ins.
+        if isinstance(ds, dict) and isinstance(ds.get("uid"), str) and not ds["uid"].startswith(("$", "-- ")):
             found.add(ds["uid"])
         for value in node.values():
             found |= _datasource_uids(value)
