@@ -19,6 +19,7 @@ EXIT_MET, EXIT_BREACHED, EXIT_CANNOT_JUDGE = 0, 1, 2
 DEFAULT_RECOVERY_WINDOW_S = 30.0
 # A recovery window is short; demanding the full minimum would leave rare journeys "never recovered".
 RECOVERY_MIN_EVENTS = 5
+PARTIAL_WINDOW = "the window starts before the collected data"
 
 
 @dataclass
@@ -71,6 +72,7 @@ class SloResult:
     time_to_detect_s: float | None = None
     time_to_recover_s: float | None = None
     detection_note: str = ""
+    notes: list[str] = field(default_factory=list)
     promql: dict[str, str] = field(default_factory=dict)
 
 
@@ -120,17 +122,68 @@ def evaluate(
     judged: Sequence[str] | None = None,
     recovery_window_s: float = DEFAULT_RECOVERY_WINDOW_S,
     min_events: int | None = None,
+    strict: bool = False,
 ) -> GateReport:
-    """Judge every SLO. Raises SourceError / PrometheusError when the source cannot be read at all."""
+    """Judge every SLO. Raises SourceError / PrometheusError when the source cannot be read at all.
+    `strict`: every judged window needs enough events on its own (default: a window with too few events
+    is reported but the SLO is judged over all judged windows together, see `_verdict`)."""
     if not windows:
         raise SourceError("nothing to judge: no time window or phase given")
     _, judged_names = select_windows(windows, judged)
     source.prepare(slos)
     results = [
-        _evaluate_one(slo, source, windows, judged_names, recovery_window_s, min_events) for slo in slos
+        _evaluate_one(slo, source, windows, judged_names, recovery_window_s, min_events, strict)
+        for slo in slos
     ]
     status = worst_status([r.status for r in results])
     return GateReport(source.description, judged_names, list(windows), results, status, exit_code_for(status))
+
+
+def _overall(judged: Sequence[WindowResult], slo: SLO, need: int) -> WindowResult | None:
+    """All judged windows together: their events summed (windows need not be adjacent)."""
+    if not judged:
+        return None
+    good, total = sum(r.good for r in judged), sum(r.total for r in judged)
+    seconds = sum(r.end - r.start for r in judged)
+    j = judge(good, total, slo.target, need, seconds, slo.period_s)
+    partial = [r for r in judged if r.reason == PARTIAL_WINDOW]
+    if partial and j.status != "nodata":
+        j = Judgement("nodata", good, total, j.sli, j.burn_rate, j.budget_consumed, PARTIAL_WINDOW)
+    name = "+".join(r.window for r in judged)
+    return WindowResult(
+        name,
+        min(r.start for r in judged),
+        max(r.end for r in judged),
+        j.status,
+        j.good,
+        j.total,
+        j.sli,
+        j.burn_rate,
+        j.budget_consumed,
+        j.reason,
+        True,
+    )
+
+
+def _verdict(
+    judged: Sequence[WindowResult], overall: WindowResult | None, strict: bool
+) -> tuple[Status, list[str]]:
+    """Breached when any judged window (or all of them together) breaches. Otherwise met when all judged
+    windows together hold enough events and meet the objective; a single window with too few events
+    (a rare journey in a short phase) is then reported in the notes instead of blocking the gate.
+    With `strict`, every judged window must be judgeable on its own. Anything else: no data."""
+    if overall is None:
+        return "nodata", ["no window to judge"]
+    statuses = [r.status for r in judged]
+    thin = [r for r in judged if r.status == "nodata"]
+    notes = [f"{r.window}: {r.reason}" for r in thin]
+    if "breached" in statuses or overall.status == "breached":
+        return "breached", notes
+    if strict:
+        return worst_status([*statuses, overall.status]), notes
+    if overall.status == "met" and thin:
+        notes.append(f"judged over {overall.window} together: {overall.total:g} events")
+    return overall.status, notes
 
 
 def _evaluate_one(
@@ -140,6 +193,7 @@ def _evaluate_one(
     judged: Sequence[str],
     recovery_window_s: float,
     min_events: int | None,
+    strict: bool,
 ) -> SloResult:
     ev = source.events(slo)
     need = slo.min_events if min_events is None else min_events
@@ -157,19 +211,12 @@ def _evaluate_one(
                 j.sli,
                 j.burn_rate,
                 j.budget_consumed,
-                "the window starts before the collected data",
+                PARTIAL_WINDOW,
             )
         rows.append(WindowResult.of(w, j, w.name in judged))
     judged_rows = [r for r in rows if r.judged]
-    overall = None
-    if judged_rows:
-        span = Window("judged", min(r.start for r in judged_rows), max(r.end for r in judged_rows))
-        good = window_count(ev.grid, ev.good, span.start, span.end)
-        total = window_count(ev.grid, ev.total, span.start, span.end)
-        overall = WindowResult.of(
-            span, judge(good, total, slo.target, need, span.seconds, slo.period_s), True
-        )
-    status = worst_status([r.status for r in judged_rows])
+    overall = _overall(judged_rows, slo, need)
+    status, notes = _verdict(judged_rows, overall, strict)
     result = SloResult(
         name=slo.name,
         display_name=slo.display_name,
@@ -185,6 +232,7 @@ def _evaluate_one(
         status=status,
         windows=rows,
         overall=overall,
+        notes=notes,
     )
     if overall is not None:
         # The PromQL that reproduces the judged numbers in the Prometheus UI (modulo extrapolation).

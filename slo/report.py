@@ -92,7 +92,7 @@ def junit_xml(report: GateReport) -> str:
             bad = [w for w in s.windows if w.judged and w.status == "nodata"]
             msg = "; ".join(f"{w.window}: {w.reason}" for w in bad)
             ET.SubElement(case, "error", message=msg, type="SLONoData").text = details
-        ET.SubElement(case, "system-out").text = details
+        ET.SubElement(case, "system-out").text = "\n".join([details, *s.notes])
     ET.indent(suite)
     return '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(suite, encoding="unicode") + "\n"
 
@@ -119,6 +119,9 @@ def markdown(report: GateReport) -> str:
             + f" | {budget} | {_secs(s.time_to_detect_s)} | {_secs(s.time_to_recover_s)} "
             f"| {_ICON[s.status]} {_VERDICT[s.status]} |"
         )
+    notes = [f"- {s.name}: {note}" for s in report.slos for note in s.notes]
+    if notes:
+        lines += ["", "Notes:", *notes]
     lines += [
         "",
         "Cells: SLI (events). Budget used: share of the SLO period's error budget consumed by the judged "
@@ -156,4 +159,7 @@ def print_table(report: GateReport, console: Console) -> None:
             f"[{_STYLE[s.status]}]{_VERDICT[s.status]}[/]",
         )
     console.print(table)
+    for s in report.slos:
+        for note in s.notes:
+            console.print(f"[dim]note[/dim] {s.name}: {note}", highlight=False)
     console.print(f"[{_STYLE[report.status]}]{_VERDICT[report.status]}[/]: {gate_message(report)}")

@@ -126,6 +126,12 @@ def check(
         f"{DEFAULT_RECOVERY_WINDOW_S:.0f}s", "--recovery-window", help="Window length for time to recover."
     ),
     timeout: float = typer.Option(15.0, "--timeout", help="Seconds to wait for each Prometheus query."),
+    strict: bool = typer.Option(
+        False,
+        "--strict",
+        help="Every judged phase must hold --min-events on its own (default: phases with too few events "
+        "are noted and the SLO is judged over the judged phases together).",
+    ),
     as_json: bool = JsonOpt,
 ) -> None:
     """The SLO gate: judge every SLO over a run folder or a live window.
@@ -149,6 +155,7 @@ def check(
             min_events,
             recovery_window,
             timeout,
+            strict,
         )
     except (_CannotJudge, SourceError, PrometheusError) as exc:
         raise _fail(str(exc), as_json) from None
@@ -178,6 +185,7 @@ def _check(
     min_events: int | None,
     recovery_window: str,
     timeout: float,
+    strict: bool,
 ) -> tuple[GateReport, Path | None]:
     if run is not None and (from_ or to):
         raise _CannotJudge("give either --run DIR or --from/--to, not both")
@@ -191,7 +199,8 @@ def _check(
         run_dir = _resolve_run(run)
         source: Source = RunFolderSource(run_dir)
         windows = _run_windows(run_dir, source)
-        return evaluate(slos, source, windows, phase, recovery_s, min_events), out or run_dir / "slo"
+        report = evaluate(slos, source, windows, phase, recovery_s, min_events, strict)
+        return report, out or run_dir / "slo"
     now = datetime.now(UTC)
     start = parse_time(from_ or "", now)
     end = parse_time(to, now) if to else now.timestamp()
@@ -203,7 +212,7 @@ def _check(
     with Prometheus(prometheus or _stack_prometheus_url(), timeout_s=timeout) as prom:
         prom.check()
         source = PrometheusSource(prom, Window("window", start, end))
-        return evaluate(slos, source, windows, phase, recovery_s, min_events), out
+        return evaluate(slos, source, windows, phase, recovery_s, min_events, strict), out
 
 
 def _stack_prometheus_url() -> str:

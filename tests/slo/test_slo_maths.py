@@ -157,3 +157,44 @@ def test_promql_duration() -> None:
     assert promql_duration(86400) == "1d"
     with pytest.raises(ValueError):
         promql_duration(0)
+
+
+# --------------------------------------------------------------------------------------------------
+# Verdict over several judged windows (slo/evaluate.py; pure)
+# --------------------------------------------------------------------------------------------------
+
+
+def _row(window: str, good: float, total: float, min_events: int = 10):
+    from slo.evaluate import WindowResult
+    from slo.sources import Window
+
+    j = maths.judge(good, total, 0.99, min_events, 60, 3600)
+    return WindowResult.of(Window(window, 0, 60), j, True)
+
+
+def _verdict(rows, strict=False, min_events=10):
+    from slo.evaluate import _overall, _verdict
+    from slo.spec import load_slos
+
+    slo = next(s for s in load_slos() if s.target == 0.99)
+    return _verdict(rows, _overall(rows, slo, min_events), strict)
+
+
+def test_thin_phase_is_judged_together_unless_strict() -> None:
+    rows = [_row("baseline", 30, 30), _row("fault", 7, 7), _row("recovery", 30, 30)]
+    status, notes = _verdict(rows)
+    assert status == "met"
+    assert any("fault" in n and "fewer than the minimum" in n for n in notes)
+    assert _verdict(rows, strict=True)[0] == "nodata"
+
+
+def test_failures_hidden_in_a_thin_phase_still_breach() -> None:
+    # 7 failing requests in the fault phase: too few to judge the phase, but they sink the whole
+    rows = [_row("baseline", 30, 30), _row("fault", 0, 7), _row("recovery", 30, 30)]
+    assert _verdict(rows)[0] == "breached"
+
+
+def test_no_events_anywhere_is_no_data() -> None:
+    rows = [_row("baseline", 0, 0), _row("fault", 0, 0)]
+    assert _verdict(rows)[0] == "nodata"
+    assert _verdict([_row("baseline", 4, 4), _row("fault", 4, 4)])[0] == "nodata"  # 8 < 10 together
