@@ -211,7 +211,7 @@ class ProcessTable:
                         return
                 except httpx.HTTPError:
                     pass
-            await asyncio.sleep(0.1)
+            await asyncio.sleep(0.2)
 
     async def _notify_ready(self, managed: ManagedProcess) -> None:
         if managed.spec.service is None:

@@ -122,6 +122,7 @@ class Supervisor:
     extras: list[extras_mod.ExtraPlan] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     token: str = ""
+    prometheus_binary: str = "prometheus"
     ready: bool = False
     stop_event: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -135,6 +136,7 @@ class Supervisor:
                 "Prometheus is not installed (no `prometheus` on PATH)",
                 hint="run `make setup` (installs the system package), or put Prometheus >= 2.40 on PATH",
             )
+        self.prometheus_binary = prometheus_binary
         found = extras_mod.find_extras() if self.options.extras else {}
         self.extras = extras_mod.plan_extras(found, self.layout, self.ports)
         busy = listening(self.ports.stack_ports(self.options.replicas, tuple(found)))
@@ -149,7 +151,6 @@ class Supervisor:
         jwt_secret = secrets.token_urlsafe(32)
         write_json_atomic(self.layout.options_file, self.options.to_dict())
 
-        self.notes.append(write_slo_rules(self.layout.rules_dir))
         for plan in self.extras:
             for path, text in plan.files.items():
                 path.parent.mkdir(parents=True, exist_ok=True)
@@ -164,30 +165,6 @@ class Supervisor:
                     health_url=plan.url + plan.ready_path,
                 )
             )
-        targets = [
-            ScrapeTarget(s, r, self.ports.app(s, r))
-            for s in SERVICE_NAMES
-            for r in range(self.options.replicas[s])
-        ]
-        config = prometheus_config(
-            targets, self.ports.load_metrics, self.ports.control, self.layout.rules_dir
-        )
-        self.layout.prometheus_config.write_text(render_config(config))
-        self.processes.add(
-            ProcessSpec(
-                "prometheus",
-                prometheus_command(
-                    prometheus_binary,
-                    self.layout.prometheus_config,
-                    self.layout.prometheus_data,
-                    self.ports.prometheus,
-                ),
-                dict(os.environ),
-                self.layout.process_log("prometheus"),
-                self.ports.prometheus,
-                health_url=f"{self.prometheus_url}/-/ready",
-            )
-        )
         otlp = loopback_url(self.ports.jaeger_otlp_http) if "jaeger" in found else None
         for service in SERVICE_NAMES:
             for r in range(self.options.replicas[service]):
@@ -211,6 +188,35 @@ class Supervisor:
             [n for n in extras_mod.EXTRA_NAMES if n not in found], self.layout
         ).items():
             self.notes.append(f"{name}: not on PATH - {note}")
+
+    def prepare_prometheus(self) -> None:
+        """SLO rules and the scrape configuration, then Prometheus. Done after the replicas are spawned:
+        the rule generator's import costs more than Prometheus needs to start before the replicas are up."""
+        self.notes.append(write_slo_rules(self.layout.rules_dir))
+        targets = [
+            ScrapeTarget(s, r, self.ports.app(s, r))
+            for s in SERVICE_NAMES
+            for r in range(self.options.replicas[s])
+        ]
+        config = prometheus_config(
+            targets, self.ports.load_metrics, self.ports.control, self.layout.rules_dir
+        )
+        self.layout.prometheus_config.write_text(render_config(config))
+        self.processes.add(
+            ProcessSpec(
+                "prometheus",
+                prometheus_command(
+                    self.prometheus_binary,
+                    self.layout.prometheus_config,
+                    self.layout.prometheus_data,
+                    self.ports.prometheus,
+                ),
+                dict(os.environ),
+                self.layout.process_log("prometheus"),
+                self.ports.prometheus,
+                health_url=f"{self.prometheus_url}/-/ready",
+            )
+        )
 
     @property
     def prometheus_url(self) -> str:
@@ -290,6 +296,8 @@ class Supervisor:
             self.progress(StartupProgress("starting", "starting processes"))
             self.processes.start_all()  # first: the children's start-up dominates the cold start
             tasks.append(loop.create_task(self.processes.monitor()))
+            self.prepare_prometheus()
+            self.processes.start_all()
             # imported after the spawn: FastAPI's import is slow and the children's start-up matters more
             from testbed.runtime.control_api import create_control_app
 
@@ -431,7 +439,7 @@ class Supervisor:
                 )
                 if time.monotonic() > deadline:
                     raise self._timeout_failure(waiting)
-                await asyncio.sleep(0.1)
+                await asyncio.sleep(0.2)  # the replicas are starting: leave them the CPU
 
     def _timeout_failure(self, waiting: list[str]) -> RuntimeFailure:
         first = waiting[0].split(":", 1)[0]
