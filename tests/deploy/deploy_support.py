@@ -1,18 +1,22 @@
-"""Static checks of the kind deployment: shared fixtures.
+"""Static checks of the kind deployment: shared inputs, rendered once per session.
+
+Plain cached functions rather than conftest fixtures: a conftest.py here would be imported as the
+module `conftest` and shadow the suite's root conftest for the directories collected after it.
 
 Nothing here needs a cluster (this machine cannot run Docker or kind). The fixtures do what
 `make deploy` does up to the apply: copy deploy/ to a temporary folder, run the real
 `deploy.assemble` into it (secrets, SLO rules from slo/specs, Grafana provisioning from dashboards/),
-and render every overlay with the real `kubectl kustomize`. Each overlay is rendered once per session.
+and render every overlay with the real `kubectl kustomize`.
 """
 
 from __future__ import annotations
 
+import atexit
 import os
 import shutil
 import subprocess
 import sys
-from collections.abc import Iterator
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -45,17 +49,25 @@ def dashboards_delivered() -> bool:
     return (REPO / "dashboards" / "provisioning").is_dir()
 
 
-@pytest.fixture(scope="session")
-def deploy_tree(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, AssemblyReport]]:
-    """A copy of deploy/ with deploy/generated assembled from the repository's real inputs."""
-    root = tmp_path_factory.mktemp("deploy-tree")
-    tree = root / "deploy"
-    shutil.copytree(REPO / "deploy", tree, ignore=shutil.ignore_patterns("generated", "__pycache__", "*.pyc"))
-    # Until dashboards/ has its provisioning files, a minimal stand-in keeps the rest checkable;
-    # the dashboard consistency tests skip themselves in that case and say so.
-    dashboards = REPO / "dashboards" if dashboards_delivered() else FIXTURES / "dashboards"
-    report = assemble(tree / "generated", dashboards)
-    yield tree, report
+_TREE: tuple[Path, AssemblyReport] | None = None
+_RENDERED: dict[str, list[dict[str, Any]]] = {}
+
+
+def deploy_tree() -> tuple[Path, AssemblyReport]:
+    """A copy of deploy/ with deploy/generated assembled from the repository's real inputs (once)."""
+    global _TREE
+    if _TREE is None:
+        root = Path(tempfile.mkdtemp(prefix="deploy-tree-"))
+        atexit.register(shutil.rmtree, root, True)
+        tree = root / "deploy"
+        shutil.copytree(
+            REPO / "deploy", tree, ignore=shutil.ignore_patterns("generated", "__pycache__", "*.pyc")
+        )
+        # Until dashboards/ has its provisioning files, a minimal stand-in keeps the rest checkable;
+        # the dashboard consistency tests skip themselves in that case and say so.
+        dashboards = REPO / "dashboards" if dashboards_delivered() else FIXTURES / "dashboards"
+        _TREE = (tree, assemble(tree / "generated", dashboards))
+    return _TREE
 
 
 def kustomize(directory: Path) -> list[dict[str, Any]]:
@@ -67,28 +79,17 @@ def kustomize(directory: Path) -> list[dict[str, Any]]:
     return [doc for doc in yaml.safe_load_all(proc.stdout) if doc]
 
 
-_rendered: dict[str, list[dict[str, Any]]] = {}
+def render(overlay: str) -> list[dict[str, Any]]:
+    """The overlay's objects, rendered once per test session."""
+    if overlay not in _RENDERED:
+        _RENDERED[overlay] = kustomize(deploy_tree()[0] / "overlays" / overlay)
+    return _RENDERED[overlay]
 
 
-@pytest.fixture(scope="session")
-def render(deploy_tree: tuple[Path, AssemblyReport]) -> Any:
-    """render(overlay) -> the overlay's objects, rendered once per session."""
-    tree, _ = deploy_tree
-
-    def _render(overlay: str) -> list[dict[str, Any]]:
-        if overlay not in _rendered:
-            _rendered[overlay] = kustomize(tree / "overlays" / overlay)
-        return _rendered[overlay]
-
-    return _render
-
-
-@pytest.fixture(scope="session")
-def kind_objects(render: Any) -> list[dict[str, Any]]:
+def kind_objects() -> list[dict[str, Any]]:
     return render("kind")
 
 
-@pytest.fixture(scope="session")
-def all_objects(render: Any) -> list[dict[str, Any]]:
+def all_objects() -> list[dict[str, Any]]:
     """Every object of every overlay (the kind-load Job included)."""
     return [obj for overlay in OVERLAYS for obj in render(overlay)]

@@ -13,13 +13,12 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import FIXTURES, REPO
+from deploy_support import FIXTURES, REPO
 
 from deploy.assemble import (
     GRAFANA_DASHBOARDS_MOUNT,
     IN_CLUSTER_URLS,
     AssembleError,
-    AssemblyReport,
     adapt_dashboard_provider,
     adapt_datasources,
     assemble,
@@ -34,9 +33,7 @@ def _datasources() -> dict:
     return yaml.safe_load((DASHBOARDS / "provisioning" / "datasources" / "datasources.yaml").read_text())
 
 
-def test_secrets_are_private_and_kept_across_runs(
-    deploy_tree: tuple[Path, AssemblyReport], tmp_path: Path
-) -> None:
+def test_secrets_are_private_and_kept_across_runs(tmp_path: Path) -> None:
     out = tmp_path / "generated"
     first = assemble(out, DASHBOARDS)
     secrets = sorted((out / "shop" / "secrets").iterdir()) + sorted(

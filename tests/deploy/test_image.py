@@ -13,7 +13,7 @@ from importlib import metadata
 from pathlib import Path
 
 import pytest
-from conftest import REPO, require_tool
+from deploy_support import REPO, require_tool
 from dockerfile_parse import DockerfileParser
 
 from deploy.image_requirements import ImageRequirementsError, normalize, requirement_name, select

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from deploy_support import kind_objects, render
 from k8s_walk import container_port, find, pod_spec
 
 from load.__main__ import build_parser
@@ -14,12 +15,12 @@ from load.target import check_url
 from sample_shop.topology import LOAD_METRICS_PORT
 
 
-def _job(render: Any) -> dict[str, Any]:
+def _job() -> dict[str, Any]:
     return find(render("kind-load"), "Job", "load-generator", "shop")
 
 
-def test_arguments_are_valid_for_python_m_load(render: Any) -> None:
-    container = pod_spec(_job(render))["containers"][0]
+def test_arguments_are_valid_for_python_m_load() -> None:
+    container = pod_spec(_job())["containers"][0]
     assert container["command"] == ["python", "-m", "load"]
     args = build_parser().parse_args(container["args"])
     params = resolve_params(args.profile, args.users, args.duration, args.spawn_rate, args.think_time_factor)
@@ -31,17 +32,17 @@ def test_arguments_are_valid_for_python_m_load(render: Any) -> None:
     )
 
 
-def test_load_goes_only_to_the_shops_gateway(render: Any, kind_objects: list[dict[str, Any]]) -> None:
-    args = build_parser().parse_args(pod_spec(_job(render))["containers"][0]["args"])
+def test_load_goes_only_to_the_shops_gateway() -> None:
+    args = build_parser().parse_args(pod_spec(_job())["containers"][0]["args"])
     _, hostname, port = check_url(args.host)
     service, namespace, svc = hostname.split(".")
     assert (namespace, svc) == ("shop", "svc")
-    gateway = find(kind_objects, "Service", service, namespace)
+    gateway = find(kind_objects(), "Service", service, namespace)
     assert gateway["metadata"]["name"] == "gateway" and port == gateway["spec"]["ports"][0]["port"]
 
 
-def test_job_is_bounded_in_time_and_not_retried(render: Any) -> None:
-    job = _job(render)
+def test_job_is_bounded_in_time_and_not_retried() -> None:
+    job = _job()
     args = build_parser().parse_args(pod_spec(job)["containers"][0]["args"])
     params = resolve_params(args.profile, args.users, args.duration, args.spawn_rate, args.think_time_factor)
     deadline = job["spec"]["activeDeadlineSeconds"]

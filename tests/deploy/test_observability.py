@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 import yaml
-from conftest import REPO, dashboards_delivered, require_tool
+from deploy_support import REPO, all_objects, dashboards_delivered, kind_objects, require_tool
 from k8s_walk import containers, find, of_kind, pod_labels, pod_spec, workloads
 
 from sample_shop.topology import (
@@ -50,8 +50,8 @@ def configmap(objects: list[dict[str, Any]], prefix: str) -> dict[str, Any]:
 
 
 @pytest.fixture(scope="module")
-def prometheus_yml(kind_objects: list[dict[str, Any]]) -> dict[str, Any]:
-    return yaml.safe_load(configmap_file(kind_objects, "prometheus-config", "prometheus.yml"))
+def prometheus_yml() -> dict[str, Any]:
+    return yaml.safe_load(configmap_file(kind_objects(), "prometheus-config", "prometheus.yml"))
 
 
 def local_config() -> dict[str, Any]:
@@ -105,16 +105,14 @@ def _kept(job: dict[str, Any], labels: dict[str, str], port_name: str) -> bool:
     return True
 
 
-def test_each_job_selects_exactly_its_pods(
-    prometheus_yml: dict[str, Any], all_objects: list[dict[str, Any]]
-) -> None:
+def test_each_job_selects_exactly_its_pods(prometheus_yml: dict[str, Any]) -> None:
     selected: dict[str, set[tuple[str, int]]] = {}
     for job in prometheus_yml["scrape_configs"]:
         (sd,) = job["kubernetes_sd_configs"]
         assert sd["role"] == "pod" and sd["namespaces"]["names"] == ["shop"], job["job_name"]
         selected[job["job_name"]] = {
             (w["metadata"]["name"], int(p["containerPort"]))
-            for w in workloads(all_objects)
+            for w in workloads(all_objects())
             if w["metadata"]["namespace"] == "shop"
             for c in containers(w)
             for p in c.get("ports", [])
@@ -125,18 +123,18 @@ def test_each_job_selects_exactly_its_pods(
     assert selected["testbed"] == {("faultd", 18000)}
 
 
-def test_prometheus_can_discover_and_read_what_it_mounts(kind_objects: list[dict[str, Any]]) -> None:
-    prometheus = find(kind_objects, "Deployment", "prometheus", OBS)
+def test_prometheus_can_discover_and_read_what_it_mounts() -> None:
+    prometheus = find(kind_objects(), "Deployment", "prometheus", OBS)
     args = pod_spec(prometheus)["containers"][0]["args"]
     assert "--enable-feature=exemplar-storage" in args, "exemplars link latency panels to traces"
-    binding = find(kind_objects, "RoleBinding", "prometheus-discovery", "shop")
+    binding = find(kind_objects(), "RoleBinding", "prometheus-discovery", "shop")
     assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "prometheus", "namespace": OBS}]
     mounts = {m["mountPath"] for m in pod_spec(prometheus)["containers"][0]["volumeMounts"]}
     assert {"/etc/prometheus/rules", "/etc/prometheus/secrets"} <= mounts
 
 
 def test_promtool_accepts_the_rendered_config_and_rules(
-    kind_objects: list[dict[str, Any]], prometheus_yml: dict[str, Any], tmp_path: Path
+    prometheus_yml: dict[str, Any], tmp_path: Path
 ) -> None:
     """`promtool check config` on the rendered prometheus.yml with the rendered rules and token.
 
@@ -144,7 +142,7 @@ def test_promtool_accepts_the_rendered_config_and_rules(
     kubernetes_sd_configs is swapped for an equivalent static target before the check; the SD blocks
     themselves are checked by test_each_job_selects_exactly_its_pods."""
     promtool = require_tool("promtool")
-    rules = configmap(kind_objects, "prometheus-slo-rules")["data"]
+    rules = configmap(kind_objects(), "prometheus-slo-rules")["data"]
     assert rules, "no SLO rules in the ConfigMap"
     (tmp_path / "rules").mkdir()
     for name, text in rules.items():
@@ -167,8 +165,8 @@ def test_promtool_accepts_the_rendered_config_and_rules(
     assert "SUCCESS" in output and re.search(r"\b[1-9]\d* rules found", output), output
 
 
-def test_grafana_datasources_have_the_fixed_uids_and_cluster_urls(kind_objects: list[dict[str, Any]]) -> None:
-    files = configmap(kind_objects, "grafana-datasources")["data"]
+def test_grafana_datasources_have_the_fixed_uids_and_cluster_urls() -> None:
+    files = configmap(kind_objects(), "grafana-datasources")["data"]
     provisioned = [ds for text in files.values() for ds in yaml.safe_load(text)["datasources"]]
     assert {ds["uid"]: ds["type"] for ds in provisioned} == {
         uid: kind for kind, uid in DATASOURCE_UIDS.items()
@@ -176,38 +174,38 @@ def test_grafana_datasources_have_the_fixed_uids_and_cluster_urls(kind_objects: 
     for ds in provisioned:
         match = re.fullmatch(r"http://([a-z-]+)\.([a-z-]+)\.svc:(\d+)", ds["url"])
         assert match, f"{ds['uid']}: {ds['url']} is not an in-cluster Service URL"
-        service = find(kind_objects, "Service", match.group(1), match.group(2))
+        service = find(kind_objects(), "Service", match.group(1), match.group(2))
         assert int(match.group(3)) in {p["port"] for p in service["spec"]["ports"]}, ds["url"]
 
 
-def test_grafana_mounts_dashboards_where_the_provider_reads(kind_objects: list[dict[str, Any]]) -> None:
-    grafana = find(kind_objects, "Deployment", "grafana", OBS)
+def test_grafana_mounts_dashboards_where_the_provider_reads() -> None:
+    grafana = find(kind_objects(), "Deployment", "grafana", OBS)
     spec = pod_spec(grafana)
     volumes = {v["name"]: v for v in spec["volumes"]}
     mounts = {m["mountPath"]: volumes[m["name"]] for m in spec["containers"][0]["volumeMounts"]}
-    providers = configmap(kind_objects, "grafana-dashboard-providers")["data"]
+    providers = configmap(kind_objects(), "grafana-dashboard-providers")["data"]
     for text in providers.values():
         for provider in yaml.safe_load(text)["providers"]:
             path = provider["options"]["path"]
             assert path in mounts, f"provider {provider['name']} reads {path}, which is not mounted"
             assert (
                 mounts[path]["configMap"]["name"]
-                == configmap(kind_objects, "grafana-dashboards")["metadata"]["name"]
+                == configmap(kind_objects(), "grafana-dashboards")["metadata"]["name"]
             )
     provisioning = {
         "/etc/grafana/provisioning/datasources": "grafana-datasources",
         "/etc/grafana/provisioning/dashboards": "grafana-dashboard-providers",
     }
     for path, prefix in provisioning.items():
-        assert mounts[path]["configMap"]["name"] == configmap(kind_objects, prefix)["metadata"]["name"]
+        assert mounts[path]["configMap"]["name"] == configmap(kind_objects(), prefix)["metadata"]["name"]
 
 
-def test_every_dashboard_is_provisioned_unchanged(kind_objects: list[dict[str, Any]]) -> None:
+def test_every_dashboard_is_provisioned_unchanged() -> None:
     if not dashboards_delivered():
         pytest.skip(
             "dashboards/provisioning is not in the repository yet (issue 7); rendered with a stand-in"
         )
-    provisioned = configmap(kind_objects, "grafana-dashboards")["data"]
+    provisioned = configmap(kind_objects(), "grafana-dashboards")["data"]
     on_disk = {p.name: p.read_text() for p in sorted((REPO / "dashboards").glob("*.json"))}
     assert on_disk, "dashboards/ has no JSON"
     assert provisioned == on_disk
@@ -229,13 +227,13 @@ def _datasource_uids(node: Any) -> set[str]:
     return set()
 
 
-def test_dashboards_use_only_provisioned_datasources(kind_objects: list[dict[str, Any]]) -> None:
+def test_dashboards_use_only_provisioned_datasources() -> None:
     provisioned = {
         ds["uid"]
-        for text in configmap(kind_objects, "grafana-datasources")["data"].values()
+        for text in configmap(kind_objects(), "grafana-datasources")["data"].values()
         for ds in yaml.safe_load(text)["datasources"]
     }
-    dashboards = configmap(kind_objects, "grafana-dashboards")["data"]
+    dashboards = configmap(kind_objects(), "grafana-dashboards")["data"]
     for name, text in dashboards.items():
         used = _datasource_uids(json.loads(text))
         assert used <= provisioned, (
@@ -243,16 +241,16 @@ def test_dashboards_use_only_provisioned_datasources(kind_objects: list[dict[str
         )
 
 
-def test_promtail_ships_shop_logs_to_the_loki_service(kind_objects: list[dict[str, Any]]) -> None:
-    promtail = yaml.safe_load(configmap_file(kind_objects, "promtail-config", "promtail.yaml"))
+def test_promtail_ships_shop_logs_to_the_loki_service() -> None:
+    promtail = yaml.safe_load(configmap_file(kind_objects(), "promtail-config", "promtail.yaml"))
     (client,) = promtail["clients"]
     match = re.fullmatch(r"http://([a-z-]+)\.([a-z-]+)\.svc:(\d+)/loki/api/v1/push", client["url"])
     assert match, client["url"]
-    loki = find(kind_objects, "Service", match.group(1), match.group(2))
+    loki = find(kind_objects(), "Service", match.group(1), match.group(2))
     assert int(match.group(3)) in {p["port"] for p in loki["spec"]["ports"]}
     (job,) = promtail["scrape_configs"]
     assert job["kubernetes_sd_configs"][0]["namespaces"]["names"] == ["shop"]
-    loki_config = yaml.safe_load(configmap_file(kind_objects, "loki-config", "loki.yaml"))
+    loki_config = yaml.safe_load(configmap_file(kind_objects(), "loki-config", "loki.yaml"))
     assert loki_config["server"]["http_listen_port"] == int(match.group(3))
     assert loki_config["limits_config"]["allow_structured_metadata"] is True, (
         "promtail sends trace_id as metadata"

@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 import sqlalchemy
-from conftest import REPO, require_tool
+from deploy_support import REPO, kind_objects, require_tool
 from k8s_walk import env_map, find, pod_spec, shop_deployments
 
 from sample_shop.topology import SERVICES
@@ -122,9 +122,9 @@ def _url(template: str, password: str, socket_dir: Path) -> str:
 
 
 def test_init_script_creates_isolated_databases_the_services_can_open(
-    postgres: dict[str, Any], kind_objects: list[dict[str, Any]], tmp_path: Path
+    postgres: dict[str, Any], tmp_path: Path
 ) -> None:
-    statefulset = find(kind_objects, "StatefulSet", "postgres", "shop")
+    statefulset = find(kind_objects(), "StatefulSet", "postgres", "shop")
     databases = env_map(pod_spec(statefulset)["containers"][0])["SHOP_DATABASES"]["value"]
     passwords = tmp_path / "passwords"
     passwords.mkdir()
@@ -135,7 +135,7 @@ def test_init_script_creates_isolated_databases_the_services_can_open(
     for path in passwords.iterdir():
         assert path.read_text() not in result.stdout + result.stderr, "a password was printed"
 
-    for name, deployment in shop_deployments(kind_objects).items():
+    for name, deployment in shop_deployments(kind_objects()).items():
         if name not in OWNERS:
             continue
         template = env_map(pod_spec(deployment)["containers"][0])["DATABASE_URL"]["value"]

@@ -12,7 +12,7 @@ from typing import Any
 import kubernetes_validate
 import pytest
 import yaml
-from conftest import OVERLAYS, REPO
+from deploy_support import OVERLAYS, REPO, kind_objects, render
 from k8s_walk import containers, ident, of_kind, pod_labels, pod_spec, selects, workloads
 
 
@@ -31,7 +31,7 @@ def test_every_overlay_is_checked() -> None:
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
-def test_overlay_renders_to_named_objects(render: Any, overlay: str) -> None:
+def test_overlay_renders_to_named_objects(overlay: str) -> None:
     objects = render(overlay)
     assert objects, f"overlay {overlay} rendered nothing"
     seen: set[str] = set()
@@ -44,7 +44,7 @@ def test_overlay_renders_to_named_objects(render: Any, overlay: str) -> None:
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
-def test_objects_validate_against_pinned_kubernetes_schema(render: Any, overlay: str) -> None:
+def test_objects_validate_against_pinned_kubernetes_schema(overlay: str) -> None:
     version = pinned_kubernetes_version()
     problems = []
     for obj in render(overlay):
@@ -55,9 +55,9 @@ def test_objects_validate_against_pinned_kubernetes_schema(render: Any, overlay:
     assert not problems, f"{overlay}: invalid for Kubernetes {version}:\n" + "\n".join(problems)
 
 
-def test_schema_validation_rejects_a_broken_object(kind_objects: list[dict[str, Any]]) -> None:
+def test_schema_validation_rejects_a_broken_object() -> None:
     """The validator in use is strict: an unknown field in a pod spec is an error."""
-    deployment = dict(of_kind(kind_objects, "Deployment")[0])
+    deployment = dict(of_kind(kind_objects(), "Deployment")[0])
     deployment["spec"] = {**deployment["spec"], "replica": 2}  # typo of `replicas`
     with pytest.raises(kubernetes_validate.ValidationError):
         kubernetes_validate.validate(deployment, pinned_kubernetes_version(), strict=True)
@@ -83,7 +83,7 @@ def _referenced(workload: dict[str, Any]) -> set[tuple[str, str]]:
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
-def test_every_reference_resolves(render: Any, overlay: str) -> None:
+def test_every_reference_resolves(overlay: str) -> None:
     objects = render("kind") + (render(overlay) if overlay != "kind" else [])
     present = {(o["kind"], o["metadata"].get("namespace"), o["metadata"]["name"]): o for o in objects}
     for workload in workloads(render(overlay)):
@@ -106,9 +106,9 @@ def test_every_reference_resolves(render: Any, overlay: str) -> None:
             )
 
 
-def test_services_pdbs_and_policies_select_pods(kind_objects: list[dict[str, Any]]) -> None:
-    pods = [(w["metadata"]["namespace"], pod_labels(w), w) for w in workloads(kind_objects)]
-    for service in of_kind(kind_objects, "Service"):
+def test_services_pdbs_and_policies_select_pods() -> None:
+    pods = [(w["metadata"]["namespace"], pod_labels(w), w) for w in workloads(kind_objects())]
+    for service in of_kind(kind_objects(), "Service"):
         ns, selector = service["metadata"]["namespace"], service["spec"]["selector"]
         matched = [w for n, labels, w in pods if n == ns and selects(selector, labels)]
         assert matched, f"{ident(service)} selects no pod"
@@ -116,25 +116,25 @@ def test_services_pdbs_and_policies_select_pods(kind_objects: list[dict[str, Any
         for port in service["spec"]["ports"]:
             assert port["targetPort"] in port_names, f"{ident(service)}: targetPort {port['targetPort']}"
     for kind in ("PodDisruptionBudget", "NetworkPolicy"):
-        for obj in of_kind(kind_objects, kind):
+        for obj in of_kind(kind_objects(), kind):
             selector = obj["spec"].get("selector", obj["spec"].get("podSelector", {}))["matchLabels"]
             ns = obj["metadata"]["namespace"]
             assert any(n == ns and selects(selector, labels) for n, labels, _ in pods), f"{ident(obj)}"
 
 
-def test_rbac_binds_existing_roles_and_accounts(kind_objects: list[dict[str, Any]]) -> None:
-    present = {(o["kind"], o["metadata"].get("namespace"), o["metadata"]["name"]) for o in kind_objects}
-    for binding in of_kind(kind_objects, "RoleBinding"):
+def test_rbac_binds_existing_roles_and_accounts() -> None:
+    present = {(o["kind"], o["metadata"].get("namespace"), o["metadata"]["name"]) for o in kind_objects()}
+    for binding in of_kind(kind_objects(), "RoleBinding"):
         ns = binding["metadata"]["namespace"]
         assert ("Role", ns, binding["roleRef"]["name"]) in present, ident(binding)
         for subject in binding["subjects"]:
             assert ("ServiceAccount", subject.get("namespace", ns), subject["name"]) in present, ident(
                 binding
             )
-    for role in of_kind(kind_objects, "Role"):
+    for role in of_kind(kind_objects(), "Role"):
         for rule in role["rules"]:
             assert set(rule["verbs"]) <= {"get", "list", "watch"}, f"{ident(role)} may write: {rule}"
-    assert not of_kind(kind_objects, "ClusterRole"), "cluster-wide permissions are not needed"
+    assert not of_kind(kind_objects(), "ClusterRole"), "cluster-wide permissions are not needed"
 
 
 def test_generated_secrets_are_git_ignored() -> None:

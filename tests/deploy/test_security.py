@@ -10,7 +10,7 @@ import tomllib
 from typing import Any
 
 import pytest
-from conftest import OVERLAYS, REPO
+from deploy_support import OVERLAYS, REPO, all_objects, kind_objects, render
 from k8s_walk import (
     container_port,
     containers,
@@ -35,16 +35,12 @@ NO_PROBES_KINDS = {"Job"}
 _VERSION_TAG = re.compile(r"^v?\d+(\.\d+){1,2}([.-][0-9A-Za-z.]+)?$")
 
 
-def pod_workloads(all_objects: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    return workloads(all_objects)
-
-
 def _key(workload: dict[str, Any]) -> tuple[str, str]:
     return workload["metadata"]["namespace"], workload["metadata"]["name"]
 
 
-def test_probes_on_every_long_running_container(all_objects: list[dict[str, Any]]) -> None:
-    for workload in pod_workloads(all_objects):
+def test_probes_on_every_long_running_container() -> None:
+    for workload in workloads(all_objects()):
         if workload["kind"] in NO_PROBES_KINDS:
             continue
         for container in pod_spec(workload)["containers"]:
@@ -52,8 +48,8 @@ def test_probes_on_every_long_running_container(all_objects: list[dict[str, Any]
                 assert probe in container, f"{ident(workload)} container {container['name']}: no {probe}"
 
 
-def test_requests_and_limits_on_every_container(all_objects: list[dict[str, Any]]) -> None:
-    for workload in pod_workloads(all_objects):
+def test_requests_and_limits_on_every_container() -> None:
+    for workload in workloads(all_objects()):
         for container in containers(workload):
             resources = container.get("resources", {})
             for section in ("requests", "limits"):
@@ -63,8 +59,8 @@ def test_requests_and_limits_on_every_container(all_objects: list[dict[str, Any]
                     )
 
 
-def test_containers_are_locked_down(all_objects: list[dict[str, Any]]) -> None:
-    for workload in pod_workloads(all_objects):
+def test_containers_are_locked_down() -> None:
+    for workload in workloads(all_objects()):
         spec = pod_spec(workload)
         where = ident(workload)
         for host_feature in ("hostNetwork", "hostPID", "hostIPC"):
@@ -87,8 +83,8 @@ def test_containers_are_locked_down(all_objects: list[dict[str, Any]]) -> None:
             assert isinstance(user, int) and user > 0, f"{name}: runAsUser must be a non-zero uid"
 
 
-def test_only_allowed_host_paths(all_objects: list[dict[str, Any]]) -> None:
-    for workload in pod_workloads(all_objects):
+def test_only_allowed_host_paths() -> None:
+    for workload in workloads(all_objects()):
         allowed = HOSTPATH_ALLOWED.get(_key(workload), set())
         for volume in pod_spec(workload).get("volumes", []):
             if "hostPath" in volume:
@@ -102,24 +98,24 @@ def test_only_allowed_host_paths(all_objects: list[dict[str, Any]]) -> None:
                 assert all(m.get("readOnly") for m in mounts), f"{ident(workload)}: hostPath mounted writable"
 
 
-def test_writable_paths_are_size_limited_empty_dirs(all_objects: list[dict[str, Any]]) -> None:
+def test_writable_paths_are_size_limited_empty_dirs() -> None:
     """With a read-only root filesystem state goes to emptyDirs, each bounded so a leak cannot fill a node."""
-    for workload in pod_workloads(all_objects):
+    for workload in workloads(all_objects()):
         for volume in pod_spec(workload).get("volumes", []):
             if "emptyDir" in volume:
                 assert volume["emptyDir"].get("sizeLimit"), f"{ident(workload)}: emptyDir {volume['name']}"
 
 
-def test_shop_state_dir_is_a_writable_volume(kind_objects: list[dict[str, Any]]) -> None:
-    for name, deployment in shop_deployments(kind_objects).items():
+def test_shop_state_dir_is_a_writable_volume() -> None:
+    for name, deployment in shop_deployments(kind_objects()).items():
         container = pod_spec(deployment)["containers"][0]
         state_dir = next(e["value"] for e in container["env"] if e["name"] == "SHOP_STATE_DIR")
         mounts = {m["mountPath"]: m for m in container["volumeMounts"]}
         assert state_dir in mounts and not mounts[state_dir].get("readOnly"), f"{name}: SHOP_STATE_DIR"
 
 
-def test_images_are_pinned(all_objects: list[dict[str, Any]]) -> None:
-    for workload in pod_workloads(all_objects):
+def test_images_are_pinned() -> None:
+    for workload in workloads(all_objects()):
         for container in containers(workload):
             image = container["image"]
             name, _, digest = image.partition("@")
@@ -132,12 +128,12 @@ def test_images_are_pinned(all_objects: list[dict[str, Any]]) -> None:
                 assert re.fullmatch(r"sha256:[0-9a-f]{64}", digest), f"{where}: digest {digest}"
 
 
-def test_shop_image_tag_is_the_project_version(all_objects: list[dict[str, Any]]) -> None:
+def test_shop_image_tag_is_the_project_version() -> None:
     version = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["version"]
     expected = f"chaos-shop:{version}"
     shop_images = {
         c["image"]
-        for w in pod_workloads(all_objects)
+        for w in workloads(all_objects())
         for c in containers(w)
         if c["image"].startswith("chaos-shop")
     }
@@ -147,13 +143,13 @@ def test_shop_image_tag_is_the_project_version(all_objects: list[dict[str, Any]]
     assert f"kind load docker-image {expected}" in makefile, "Makefile `images` must load the same tag"
 
 
-def test_shop_namespace_enforces_restricted_pod_security(kind_objects: list[dict[str, Any]]) -> None:
-    labels = find(kind_objects, "Namespace", "shop")["metadata"]["labels"]
+def test_shop_namespace_enforces_restricted_pod_security() -> None:
+    labels = find(kind_objects(), "Namespace", "shop")["metadata"]["labels"]
     assert labels["pod-security.kubernetes.io/enforce"] == "restricted"
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
-def test_disruption_budgets_exactly_where_replicas_exceed_one(render: Any, overlay: str) -> None:
+def test_disruption_budgets_exactly_where_replicas_exceed_one(overlay: str) -> None:
     objects = render(overlay)
     budgets = of_kind(objects, "PodDisruptionBudget")
     for deployment in of_kind(objects, "Deployment"):
@@ -174,8 +170,8 @@ def test_disruption_budgets_exactly_where_replicas_exceed_one(render: Any, overl
             assert not covering, f"{ident(deployment)}: a budget on one replica would block node drains"
 
 
-def test_every_shop_service_has_two_replicas_on_kind(kind_objects: list[dict[str, Any]]) -> None:
-    deployments = shop_deployments(kind_objects)
+def test_every_shop_service_has_two_replicas_on_kind() -> None:
+    deployments = shop_deployments(kind_objects())
     assert {n: d["spec"]["replicas"] for n, d in deployments.items()} == dict.fromkeys(SERVICES, 2)
 
 
@@ -183,10 +179,10 @@ def _policy_ports(rule: dict[str, Any]) -> set[int]:
     return {int(p["port"]) for p in rule.get("ports", [])}
 
 
-def test_admin_ports_admit_only_the_fault_controller(kind_objects: list[dict[str, Any]]) -> None:
-    policies = [p for p in of_kind(kind_objects, "NetworkPolicy") if p["metadata"]["namespace"] == "shop"]
-    deployments = shop_deployments(kind_objects)
-    faultd_labels = pod_labels(find(kind_objects, "Deployment", "faultd", "shop"))
+def test_admin_ports_admit_only_the_fault_controller() -> None:
+    policies = [p for p in of_kind(kind_objects(), "NetworkPolicy") if p["metadata"]["namespace"] == "shop"]
+    deployments = shop_deployments(kind_objects())
+    faultd_labels = pod_labels(find(kind_objects(), "Deployment", "faultd", "shop"))
     for name, deployment in deployments.items():
         container = pod_spec(deployment)["containers"][0]
         admin = container_port(container, "admin")
@@ -208,10 +204,9 @@ def test_admin_ports_admit_only_the_fault_controller(kind_objects: list[dict[str
                 assert selects(source["podSelector"]["matchLabels"], faultd_labels), source
                 others = [
                     w
-                    for w in kind_objects
-                    if w.get("kind") in ("Deployment", "StatefulSet", "DaemonSet", "Job")
-                    and w["metadata"]["namespace"] == "shop"
-                    and w is not find(kind_objects, "Deployment", "faultd", "shop")
+                    for w in workloads(all_objects())
+                    if w["metadata"]["namespace"] == "shop"
+                    and w["metadata"]["name"] != "faultd"
                     and selects(source["podSelector"]["matchLabels"], pod_labels(w))
                 ]
                 assert not others, f"{name}: admin port also open to {[ident(o) for o in others]}"
@@ -219,13 +214,13 @@ def test_admin_ports_admit_only_the_fault_controller(kind_objects: list[dict[str
         assert app_rules, f"{name}: application port {app} not admitted"
 
 
-def test_database_admits_only_services_that_own_data(kind_objects: list[dict[str, Any]]) -> None:
-    policy = find(kind_objects, "NetworkPolicy", "postgres", "shop")
+def test_database_admits_only_services_that_own_data() -> None:
+    policy = find(kind_objects(), "NetworkPolicy", "postgres", "shop")
     (rule,) = policy["spec"]["ingress"]
     (source,) = rule["from"]
     clients = {
         name
-        for name, d in shop_deployments(kind_objects).items()
+        for name, d in shop_deployments(kind_objects()).items()
         if selects(source["podSelector"]["matchLabels"], pod_labels(d))
     }
     assert clients == {s.name for s in SERVICES.values() if s.owns_database}

@@ -9,7 +9,7 @@ import re
 from typing import Any
 
 import yaml
-from conftest import REPO
+from deploy_support import REPO, kind_objects
 from k8s_walk import container_port, env_map, find, of_kind, pod_spec, shop_deployments
 
 from sample_shop.kit.config import load_service_config
@@ -59,8 +59,8 @@ def test_env_contract_table_is_found() -> None:
     assert {"SHOP_HOST", "SHOP_PORT", "DATABASE_URL", "OTEL_EXPORTER_OTLP_ENDPOINT"} <= documented, documented
 
 
-def test_one_deployment_and_service_per_topology_service(kind_objects: list[dict[str, Any]]) -> None:
-    deployments = shop_deployments(kind_objects)
+def test_one_deployment_and_service_per_topology_service() -> None:
+    deployments = shop_deployments(kind_objects())
     assert set(deployments) == set(SERVICES)
     for name, spec in SERVICES.items():
         container = pod_spec(deployments[name])["containers"][0]
@@ -72,14 +72,14 @@ def test_one_deployment_and_service_per_topology_service(kind_objects: list[dict
         assert env["SHOP_ADMIN_PORT"]["value"] == str(spec.port + ADMIN_PORT_OFFSET)
         assert env["SHOP_HOST"]["value"] == "0.0.0.0"
         assert env["SHOP_ADMIN_TOKEN_FILE"]["value"].startswith("/var/run/secrets/shop/")
-        service = find(kind_objects, "Service", name, "shop")
+        service = find(kind_objects(), "Service", name, "shop")
         assert [p["port"] for p in service["spec"]["ports"]] == [spec.port], (
             f"{name}: Service exposes only the app port"
         )
 
 
-def test_upstreams_point_at_the_dependencies_services(kind_objects: list[dict[str, Any]]) -> None:
-    for name, deployment in shop_deployments(kind_objects).items():
+def test_upstreams_point_at_the_dependencies_services() -> None:
+    for name, deployment in shop_deployments(kind_objects()).items():
         env = env_map(pod_spec(deployment)["containers"][0])
         upstreams = {
             k.removeprefix("SHOP_UPSTREAM_").lower(): v["value"]
@@ -89,16 +89,16 @@ def test_upstreams_point_at_the_dependencies_services(kind_objects: list[dict[st
         assert set(upstreams) == set(SERVICES[name].depends_on), name
         for dependency, url in upstreams.items():
             assert url == f"http://{dependency}:{SERVICES[dependency].port}", f"{name} -> {dependency}: {url}"
-            find(kind_objects, "Service", dependency, "shop")
+            find(kind_objects(), "Service", dependency, "shop")
 
 
-def test_databases_only_for_services_that_own_data(kind_objects: list[dict[str, Any]]) -> None:
-    postgres = find(kind_objects, "StatefulSet", "postgres", "shop")
+def test_databases_only_for_services_that_own_data() -> None:
+    postgres = find(kind_objects(), "StatefulSet", "postgres", "shop")
     pg_env = env_map(pod_spec(postgres)["containers"][0])
     owners = [s.name for s in SERVICES.values() if s.owns_database]
     assert pg_env["SHOP_DATABASES"]["value"].split() == owners
-    service_port = find(kind_objects, "Service", "postgres", "shop")["spec"]["ports"][0]["port"]
-    for name, deployment in shop_deployments(kind_objects).items():
+    service_port = find(kind_objects(), "Service", "postgres", "shop")["spec"]["ports"][0]["port"]
+    for name, deployment in shop_deployments(kind_objects()).items():
         env = env_map(pod_spec(deployment)["containers"][0])
         if SERVICES[name].owns_database:
             assert env["DATABASE_URL"]["value"] == (
@@ -109,9 +109,9 @@ def test_databases_only_for_services_that_own_data(kind_objects: list[dict[str, 
             assert "DATABASE_URL" not in env and "DB_PASSWORD" not in env, name
 
 
-def test_only_documented_environment_variables(kind_objects: list[dict[str, Any]]) -> None:
+def test_only_documented_environment_variables() -> None:
     documented = documented_env()
-    workloads = [*shop_deployments(kind_objects).values()]
+    workloads = [*shop_deployments(kind_objects()).values()]
     for deployment in workloads:
         for container in pod_spec(deployment)["containers"]:
             for env in container["env"]:
@@ -121,9 +121,9 @@ def test_only_documented_environment_variables(kind_objects: list[dict[str, Any]
                 )
 
 
-def test_dependent_variables_are_defined_before_use(kind_objects: list[dict[str, Any]]) -> None:
+def test_dependent_variables_are_defined_before_use() -> None:
     """Kubernetes expands $(VAR) only from variables listed earlier in the same container."""
-    for deployment in of_kind(kind_objects, "Deployment"):
+    for deployment in of_kind(kind_objects(), "Deployment"):
         for container in pod_spec(deployment)["containers"]:
             defined: set[str] = set()
             for env in container.get("env", []):
@@ -134,19 +134,19 @@ def test_dependent_variables_are_defined_before_use(kind_objects: list[dict[str,
                 defined.add(env["name"])
 
 
-def test_spans_go_to_jaeger_otlp_http(kind_objects: list[dict[str, Any]]) -> None:
-    jaeger = find(kind_objects, "Service", "jaeger", "shop-observability")
+def test_spans_go_to_jaeger_otlp_http() -> None:
+    jaeger = find(kind_objects(), "Service", "jaeger", "shop-observability")
     otlp = next(p["port"] for p in jaeger["spec"]["ports"] if p["name"] == "otlp-http")
     assert otlp == JAEGER_OTLP_HTTP_PORT
-    for name, deployment in shop_deployments(kind_objects).items():
+    for name, deployment in shop_deployments(kind_objects()).items():
         env = env_map(pod_spec(deployment)["containers"][0])
         assert (
             env["OTEL_EXPORTER_OTLP_ENDPOINT"]["value"] == f"http://jaeger.shop-observability.svc:{otlp}"
         ), name
 
 
-def test_fault_controller_serves_the_control_port(kind_objects: list[dict[str, Any]]) -> None:
-    faultd = find(kind_objects, "Deployment", "faultd", "shop")
+def test_fault_controller_serves_the_control_port() -> None:
+    faultd = find(kind_objects(), "Deployment", "faultd", "shop")
     container = pod_spec(faultd)["containers"][0]
     assert container["command"] == ["python", "-m", "sample_shop.faultd"]
     assert container_port(container, "control") == CONTROL_PORT
@@ -154,7 +154,7 @@ def test_fault_controller_serves_the_control_port(kind_objects: list[dict[str, A
     assert pod_spec(faultd)["automountServiceAccountToken"] is True, "it lists pods through the API server"
 
 
-def test_host_ports_follow_topology_and_reach_node_ports(kind_objects: list[dict[str, Any]]) -> None:
+def test_host_ports_follow_topology_and_reach_node_ports() -> None:
     config = yaml.safe_load((REPO / "kind-config.yaml").read_text())
     roles = [n["role"] for n in config["nodes"]]
     assert roles == ["control-plane", "worker", "worker"]
@@ -175,7 +175,7 @@ def test_host_ports_follow_topology_and_reach_node_ports(kind_objects: list[dict
     }
     assert set(by_host_port) == set(expected.values())
     node_ports = {}
-    for service in of_kind(kind_objects, "Service"):
+    for service in of_kind(kind_objects(), "Service"):
         for port in service["spec"]["ports"]:
             if "nodePort" in port:
                 assert service["spec"]["type"] == "NodePort"
@@ -208,18 +208,16 @@ def _pod_env(deployment: dict[str, Any], objects: list[dict[str, Any]], token_fi
     return env
 
 
-def test_manifest_env_passes_the_shops_own_config_loader(
-    kind_objects: list[dict[str, Any]], tmp_path: Any
-) -> None:
+def test_manifest_env_passes_the_shops_own_config_loader(tmp_path: Any) -> None:
     """Each Deployment's environment, resolved as Kubernetes would, is accepted by sample_shop.kit.config."""
     token_secret = next(
-        s for s in of_kind(kind_objects, "Secret") if s["metadata"]["name"].startswith("shop-admin-token-")
+        s for s in of_kind(kind_objects(), "Secret") if s["metadata"]["name"].startswith("shop-admin-token-")
     )
     token = base64.b64decode(token_secret["data"]["token"]).decode()
     token_file = tmp_path / "admin-token"
     token_file.write_text(token)
-    for name, deployment in shop_deployments(kind_objects).items():
-        config = load_service_config(name, _pod_env(deployment, kind_objects, str(token_file)))
+    for name, deployment in shop_deployments(kind_objects()).items():
+        config = load_service_config(name, _pod_env(deployment, kind_objects(), str(token_file)))
         assert (config.host, config.port) == ("0.0.0.0", SERVICES[name].port)
         assert (config.admin_host, config.admin_port) == ("0.0.0.0", SERVICES[name].port + ADMIN_PORT_OFFSET)
         assert config.upstreams == {d: (f"http://{d}:{SERVICES[d].port}",) for d in SERVICES[name].depends_on}
@@ -232,10 +230,10 @@ def test_manifest_env_passes_the_shops_own_config_loader(
             assert config.database_url is None
 
 
-def test_admin_token_file_is_mounted(kind_objects: list[dict[str, Any]]) -> None:
+def test_admin_token_file_is_mounted() -> None:
     for name, deployment in [
-        *shop_deployments(kind_objects).items(),
-        ("faultd", find(kind_objects, "Deployment", "faultd", "shop")),
+        *shop_deployments(kind_objects()).items(),
+        ("faultd", find(kind_objects(), "Deployment", "faultd", "shop")),
     ]:
         spec = pod_spec(deployment)
         container = spec["containers"][0]
