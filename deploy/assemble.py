@@ -405,7 +405,10 @@ def main(argv: list[str] | None = None) -> int:
     print(f"  SLO rules:   {', '.join(report.rule_files)}")
     print(f"  dashboards:  {', '.join(report.dashboards)}")
     print(f"  datasources: {', '.join(sorted(report.datasources))}")
-    print(f"next: kubectl apply -k deploy/overlays/kind  (Grafana will be on {GRAFANA_URL})")
+    print(
+        "next: kubectl apply --server-side -k deploy/overlays/kind (`make deploy` runs it); "
+        f"Grafana will be on {GRAFANA_URL}"
+    )
     return 0
 
 
