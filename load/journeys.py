@@ -29,28 +29,20 @@ from locust import FastHttpUser, task
 from locust.contrib.fasthttp import ResponseContextManager
 from locust.exception import RescheduleTask
 
-from sample_shop.topology import JOURNEY_ROUTES, SYNTHETIC_BAGGAGE_KEY
-
-
-def _route(journey: str, method: str, template: str) -> str:
-    """The route template, checked against topology so a renamed route breaks loudly, not silently."""
-    if (method, template) not in JOURNEY_ROUTES[journey]:
-        raise KeyError(f"{method} {template} is not in topology.JOURNEY_ROUTES[{journey!r}]")
-    return template
-
-
-PRODUCTS = _route("browse", "GET", "/api/products")
-PRODUCT = _route("browse", "GET", "/api/products/{product_id}")
-PRODUCT_RECOMMENDATIONS = _route("browse", "GET", "/api/products/{product_id}/recommendations")
-CART = _route("cart", "GET", "/api/cart")
-CART_ITEMS = _route("cart", "POST", "/api/cart/items")
-CART_ITEM = _route("cart", "DELETE", "/api/cart/items/{product_id}")
-CHECKOUT = _route("checkout", "POST", "/api/checkout")
-LOGIN = _route("login", "POST", "/api/auth/login")
-# Gateway routes outside the SLO'd journeys (docs/shop.md)
-REGISTER = "/api/auth/register"
-CART_RECOMMENDATIONS = "/api/recommendations"
-ORDERS = "/api/orders"
+from load.routes import (
+    CART,
+    CART_ITEM,
+    CART_ITEMS,
+    CART_RECOMMENDATIONS,
+    CHECKOUT,
+    LOGIN,
+    ORDERS,
+    PRODUCT,
+    PRODUCT_RECOMMENDATIONS,
+    PRODUCTS,
+    REGISTER,
+)
+from sample_shop.topology import SYNTHETIC_BAGGAGE_KEY
 
 SUCCESS_CARD = "4242424242424242"  # docs/shop.md test cards: charge succeeds
 CATALOG_PAGE_SIZE = 20

@@ -46,7 +46,7 @@ def _fmt_ms(value: float | None) -> str:
 def render_summary(summary: dict[str, Any], out_dir: str, console: Console) -> None:
     table = Table(title=f"load: {summary['profile']} against {summary['host']}", title_justify="left")
     for column in ("endpoint", "requests", "failures", "rps", "p50 ms", "p95 ms", "p99 ms"):
-        table.add_column(column, justify="left" if column == "endpoint" else "right")
+        table.add_column(column, justify="left" if column == "endpoint" else "right", no_wrap=True)
     for row in summary["by_name"]:
         lat = row["latency_ms"]
         table.add_row(
