@@ -192,6 +192,19 @@ def test_grafana_mounts_dashboards_where_the_provider_reads() -> None:
                 mounts[path]["configMap"]["name"]
                 == configmap(kind_objects(), "grafana-dashboards")["metadata"]["name"]
             )
+    home = next(
+        e["value"]
+        for e in spec["containers"][0]["env"]
+        if e["name"] == "GF_DASHBOARDS_DEFAULT_HOME_DASHBOARD_PATH"
+    )
+    folder, _, file_name = home.rpartition("/")
+    assert (
+        mounts[folder]["configMap"]["name"]
+        == configmap(kind_objects(), "grafana-dashboards")["metadata"]["name"]
+    )
+    assert file_name in configmap(kind_objects(), "grafana-dashboards")["data"], (
+        f"home dashboard {home} is not provisioned"
+    )
     provisioning = {
         "/etc/grafana/provisioning/datasources": "grafana-datasources",
         "/etc/grafana/provisioning/dashboards": "grafana-dashboard-providers",

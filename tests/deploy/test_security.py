@@ -240,3 +240,27 @@ def test_no_secret_is_committed_in_manifests() -> None:
                 assert "secretGenerator" not in doc or all(
                     "literals" not in g for g in doc["secretGenerator"]
                 ), f"{path}: secret literals are committed"
+
+
+def _cpu(quantity: str) -> float:
+    return float(quantity[:-1]) / 1000 if quantity.endswith("m") else float(quantity)
+
+
+def _mebibytes(quantity: str) -> float:
+    units = {"Mi": 1.0, "Gi": 1024.0}
+    return float(quantity[:-2]) * units[quantity[-2:]]
+
+
+def test_footprint_fits_a_laptop() -> None:
+    """The comparable demos' most common complaint is their weight: the whole kind deployment, every
+    replica and one Promtail per node counted, requests at most 2 CPUs and 3 GiB (docs/kind.md)."""
+    nodes = 3
+    cpu = memory = 0.0
+    for workload in workloads(kind_objects()):
+        count = nodes if workload["kind"] == "DaemonSet" else workload["spec"].get("replicas", 1)
+        for container in containers(workload):
+            requests = container["resources"]["requests"]
+            cpu += count * _cpu(requests["cpu"])
+            memory += count * _mebibytes(requests["memory"])
+    assert cpu <= 2.0, f"CPU requests add up to {cpu:.2f}"
+    assert memory <= 3 * 1024, f"memory requests add up to {memory:.0f} MiB"
