@@ -9,6 +9,7 @@ import ast
 import re
 import subprocess
 import sys
+from collections.abc import Iterator
 from importlib import metadata
 from pathlib import Path
 
@@ -149,23 +150,43 @@ def test_image_requirements_errors_say_where() -> None:
         select("not toml [", "fastapi\n", "list.txt")
 
 
-def _third_party_imports() -> dict[str, str]:
-    """Top-level modules imported by the image's packages that are neither stdlib nor the project's own."""
-    own = {"sample_shop", "load", "slo", "testbed", "chaosshop", "deploy"}
-    found: dict[str, str] = {}
+OWN_PACKAGES = {
+    "sample_shop",
+    "load",
+    "slo",
+    "testbed",
+    "chaosshop",
+    "deploy",
+    "dashboards",
+    "bench",
+    "notebooks",
+}
+
+
+def _imports() -> Iterator[tuple[Path, str]]:
+    """(file, top-level module) for every absolute import in the packages the image ships."""
     for package in IMAGE_SOURCES:
         for path in sorted((REPO / package).rglob("*.py")):
             for node in ast.walk(ast.parse(path.read_text(), str(path))):
-                modules = []
                 if isinstance(node, ast.Import):
-                    modules = [a.name for a in node.names]
+                    yield from ((path, a.name.split(".")[0]) for a in node.names)
                 elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
-                    modules = [node.module]
-                for module in modules:
-                    top = module.split(".")[0]
-                    if top not in own and top not in sys.stdlib_module_names:
-                        found.setdefault(top, str(path.relative_to(REPO)))
+                    yield path, node.module.split(".")[0]
+
+
+def _third_party_imports() -> dict[str, str]:
+    """Top-level modules imported by the image's packages that are neither stdlib nor the project's own."""
+    found: dict[str, str] = {}
+    for path, top in _imports():
+        if top not in OWN_PACKAGES and top not in sys.stdlib_module_names:
+            found.setdefault(top, str(path.relative_to(REPO)))
     return found
+
+
+def test_image_code_imports_only_what_it_ships() -> None:
+    """The image copies sample_shop/ and load/ only: importing the testbed or slo would fail in a pod."""
+    for path, top in _imports():
+        assert top not in OWN_PACKAGES - set(IMAGE_SOURCES), f"{path.relative_to(REPO)} imports {top}"
 
 
 def _closure(names: list[str]) -> set[str]:
