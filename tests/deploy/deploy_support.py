@@ -45,8 +45,10 @@ def require_tool(name: str, *candidates: str) -> str:
 
 
 def dashboards_delivered() -> bool:
-    """dashboards/ holds the Grafana provisioning that the kind deployment consumes (issue 7)."""
-    return (REPO / "dashboards" / "provisioning").is_dir()
+    """dashboards/ has any dashboard or provisioning (issue 7). From then on a missing piece fails the
+    checks (deploy.assemble refuses it) instead of falling back to the stand-in."""
+    folder = REPO / "dashboards"
+    return (folder / "provisioning").is_dir() or any(folder.glob("*.json"))
 
 
 _TREE: tuple[Path, AssemblyReport] | None = None
