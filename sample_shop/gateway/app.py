@@ -257,19 +257,30 @@ async def checkout(
         ),
     ],
 ) -> JSONResponse:
-    return relay(
-        await call(
-            ctx,
-            "orders",
-            "POST",
-            "/checkout",
-            "/checkout",
-            token=user.token,
-            idempotency_key=idempotency_key,
-            json_body=body.model_dump(),
-            timeout_factor=CHECKOUT_TIMEOUT_FACTOR,
-        )
+    response = await call(
+        ctx,
+        "orders",
+        "POST",
+        "/checkout",
+        "/checkout",
+        token=user.token,
+        idempotency_key=idempotency_key,
+        json_body=body.model_dump(),
+        timeout_factor=CHECKOUT_TIMEOUT_FACTOR,
     )
+    order_id = (response.json() or {}).get("id") if response.ok else None
+    log.info(
+        "checkout answered",
+        extra={
+            "fields": {
+                "event": "checkout",
+                "status": response.status,
+                "order_id": order_id,
+                "user_id": user.id,
+            }
+        },
+    )
+    return relay(response)
 
 
 @router.get("/api/orders", summary="the user's orders, newest first", responses=AUTH)

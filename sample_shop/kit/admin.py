@@ -9,6 +9,8 @@ answers 422 `{"errors": [{"field", "message"}]}` and changes nothing.
     POST /faults                 FaultSpec -> 201 Fault
     DELETE /faults               clear all;  DELETE /faults/{id}: one (404 when unknown)
     GET|PUT|DELETE /policy       outbound-client policy override {"profile", "overrides", "ttl_s"}
+    DELETE /breakers             close every circuit breaker and forget replica ejections
+    GET /status                  service, replica, breakers, faults
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ class AdminApp:
         faults: FaultRegistry,
         policies: PolicyStore,
         status: Callable[[], dict[str, Any]] | None = None,
+        reset_breakers: Callable[[], None] | None = None,
     ) -> None:
         self.service = service
         self.replica = replica
@@ -47,6 +50,8 @@ class AdminApp:
         self.faults = faults
         self.policies = policies
         self.status = status
+        self.reset_breakers = reset_breakers
+        self.reset_breakers = reset_breakers
 
     async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
@@ -155,6 +160,14 @@ class AdminApp:
                 self.policies.set_override(policy, ttl_s)
                 return 200, self.policies.describe(), []
             return 405, _errors(("method", "allowed: GET, PUT, DELETE")), []
+        if path == "/breakers" and method == "DELETE":
+            if self.reset_breakers is not None:
+                self.reset_breakers()
+            return (
+                200,
+                {"service": self.service, "replica": self.replica, **(self.status() if self.status else {})},
+                [],
+            )
         if path == "/status" and method == "GET":
             return (
                 200,
@@ -169,7 +182,12 @@ class AdminApp:
         return (
             404,
             _errors(
-                ("path", f"unknown admin path {path!r}; valid: /faults, /faults/{{id}}, /policy, /status")
+                (
+                    "path",
+                    "unknown admin path "
+                    + repr(path)
+                    + "; valid: /faults, /faults/{id}, /policy, /breakers, /status",
+                )
             ),
             [],
         )

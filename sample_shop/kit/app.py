@@ -198,7 +198,7 @@ def create_service_app(
     app = ShopMiddleware(
         api,
         service=service,
-        routes=RouteTable(api),
+        routes=RouteTable([*api.routes, *(route for router in routers for route in router.routes)]),
         faults=faults,
         metrics=metrics,
         tracer=ctx.tracer,
@@ -213,6 +213,7 @@ def create_service_app(
         faults,
         policies,
         status=lambda: {"breakers": ctx.client.breakers() if ctx.client else {}},
+        reset_breakers=ctx.client.reset if ctx.client else None,
     )
     return ServiceApp(asgi=PortDispatcher(app, admin, config.admin_port), api=api, context=ctx)
 

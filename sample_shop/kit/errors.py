@@ -57,6 +57,15 @@ def _field(loc: tuple[Any, ...] | list[Any]) -> str:
     return ".".join(str(part) for part in loc)
 
 
+def _describe(error: dict[str, Any]) -> dict[str, str]:
+    loc = tuple(error.get("loc", ()))
+    if error.get("type") == "json_invalid":  # loc is ("body", <character position>)
+        detail = (error.get("ctx") or {}).get("error", "malformed")
+        position = f" at character {loc[1]}" if len(loc) > 1 else ""
+        return {"field": "body", "message": f"invalid JSON{position}: {detail}"}
+    return {"field": _field(loc), "message": str(error.get("msg", "invalid"))}
+
+
 HTTP_CODES = {
     400: "bad_request",
     401: "unauthorized",
@@ -76,9 +85,7 @@ def install_error_handlers(app: FastAPI) -> None:
 
     async def on_validation(_request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, RequestValidationError)
-        errors = [
-            {"field": _field(e.get("loc", ())), "message": str(e.get("msg", "invalid"))} for e in exc.errors()
-        ]
+        errors = [_describe(e) for e in exc.errors()]
         summary = "; ".join(f"{e['field']}: {e['message']}" for e in errors[:5])
         return error_response(422, "validation_error", summary or "invalid request", errors=errors)
 

@@ -329,3 +329,9 @@ class HttpClient:
 
     def breakers(self) -> dict[str, dict[str, Any]]:
         return {name: u.breaker.snapshot() for name, u in self.upstreams.items()}
+
+    def reset(self) -> None:
+        """Close every breaker and forget ejections: a clean client, as after a restart."""
+        for upstream in self.upstreams.values():
+            upstream.breaker.reset()
+            upstream.balancer.reset()

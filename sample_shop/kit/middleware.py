@@ -19,6 +19,7 @@ import contextlib
 import json
 import logging
 import time
+from collections.abc import Iterable
 from typing import Any
 
 from opentelemetry import context as otel_context
@@ -38,31 +39,26 @@ Scope = dict[str, Any]
 
 
 class RouteTable:
-    """Route template of a request, from the app's own routes (FastAPI/Starlette `path_regex`)."""
+    """Route template of a request, from the routes' own `path_regex` (FastAPI/Starlette routes). Routes are
+    given explicitly (the app's own plus those of the routers it includes) because FastAPI wraps included
+    routers in private objects."""
 
-    def __init__(self, app: Any) -> None:
-        self._app = app
-        self._routes: list[tuple[Any, str, frozenset[str] | None]] | None = None
-        self._cache: dict[tuple[str, str], str] = {}
-
-    def _build(self) -> list[tuple[Any, str, frozenset[str] | None]]:
-        routes = []
-        for route in getattr(self._app, "routes", []):
+    def __init__(self, routes: Iterable[Any]) -> None:
+        self._routes: list[tuple[Any, str, frozenset[str] | None]] = []
+        for route in routes:
             regex = getattr(route, "path_regex", None)
             path = getattr(route, "path", None)
             if regex is None or path is None:
                 continue
             methods = getattr(route, "methods", None)
-            routes.append((regex, path, frozenset(methods) if methods else None))
-        return routes
+            self._routes.append((regex, path, frozenset(methods) if methods else None))
+        self._cache: dict[tuple[str, str], str] = {}
 
     def template(self, method: str, path: str) -> str:
         key = (method, path)
         found = self._cache.get(key)
         if found is not None:
             return found
-        if self._routes is None:
-            self._routes = self._build()
         found = UNMATCHED_ROUTE
         partial = None
         for regex, template, methods in self._routes:

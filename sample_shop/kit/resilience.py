@@ -86,6 +86,12 @@ class CircuitBreaker:
         if total >= self.settings.min_calls and self._failures / total >= self.settings.failure_ratio:
             self._trip(now)
 
+    def reset(self) -> None:
+        """Back to closed with an empty window (admin `DELETE /breakers`)."""
+        self._reset_window()
+        self._probes = 0
+        self._set(BreakerState.CLOSED)
+
     def snapshot(self) -> dict[str, float | int | str]:
         self._prune(self._clock())
         return {"state": self.state.name.lower(), "calls": len(self._events), "failures": self._failures}
@@ -160,6 +166,9 @@ class RoundRobinBalancer:
     def eject(self, url: str, seconds: float) -> None:
         if seconds > 0:
             self._ejected_until[url] = self._clock() + seconds
+
+    def reset(self) -> None:
+        self._ejected_until.clear()
 
     def healthy(self) -> list[str]:
         now = self._clock()

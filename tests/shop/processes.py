@@ -7,6 +7,7 @@ Also runnable by hand: `python -m tests.shop.processes` starts the seven service
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -66,14 +67,16 @@ class ShopProcesses:
 
     def replica_env(self, service: str, replica: int) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("SHOP_", "OTEL_", "DATABASE_URL"))}
-        env.update({
-            "TESTBED_PORT_OFFSET": str(offset()),
-            "SHOP_REPLICA": str(replica),
-            "SHOP_STATE_DIR": str(self.state_dir),
-            "SHOP_ADMIN_TOKEN": ADMIN_TOKEN,
-            "SHOP_JWT_SECRET": JWT_SECRET,
-            "PYTHONUNBUFFERED": "1",
-        })
+        env.update(
+            {
+                "TESTBED_PORT_OFFSET": str(offset()),
+                "SHOP_REPLICA": str(replica),
+                "SHOP_STATE_DIR": str(self.state_dir),
+                "SHOP_ADMIN_TOKEN": ADMIN_TOKEN,
+                "SHOP_JWT_SECRET": JWT_SECRET,
+                "PYTHONUNBUFFERED": "1",
+            }
+        )
         for dep in topology.SERVICES[service].depends_on:
             count = self.replicas.get(dep, 1)
             env[f"SHOP_UPSTREAM_{dep.upper()}"] = ",".join(self.url(dep, r) for r in range(count))
@@ -89,7 +92,10 @@ class ShopProcesses:
         with log_path.open("ab") as log_file:
             process = subprocess.Popen(
                 [sys.executable, "-m", f"sample_shop.{service}"],
-                env=full_env, cwd=REPO, stdout=log_file, stderr=subprocess.STDOUT,
+                env=full_env,
+                cwd=REPO,
+                stdout=log_file,
+                stderr=subprocess.STDOUT,
             )
         handle = Replica(service, replica, process, log_path)
         self.running[(service, replica)] = handle
@@ -103,13 +109,17 @@ class ShopProcesses:
             for replica in range(self.replicas.get(service, 1)):
                 self.wait_ready(service, replica, timeout_s)
 
-    def wait_ready(self, service: str, replica: int = 0, timeout_s: float = 30.0, path: str = "/healthz") -> None:
+    def wait_ready(
+        self, service: str, replica: int = 0, timeout_s: float = 30.0, path: str = "/healthz"
+    ) -> None:
         handle = self.running[(service, replica)]
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if handle.process.poll() is not None:
-                raise RuntimeError(f"{service}-{replica} exited with {handle.process.returncode}:\n"
-                                   + handle.log_path.read_text()[-3000:])
+                raise RuntimeError(
+                    f"{service}-{replica} exited with {handle.process.returncode}:\n"
+                    + handle.log_path.read_text()[-3000:]
+                )
             try:
                 with urllib.request.urlopen(self.url(service, replica) + path, timeout=1) as response:
                     if response.status == 200:
@@ -117,7 +127,9 @@ class ShopProcesses:
             except (urllib.error.URLError, OSError):
                 pass
             time.sleep(0.05)
-        raise TimeoutError(f"{service}-{replica} not ready after {timeout_s} s:\n" + handle.log_path.read_text()[-3000:])
+        raise TimeoutError(
+            f"{service}-{replica} not ready after {timeout_s} s:\n" + handle.log_path.read_text()[-3000:]
+        )
 
     def kill(self, service: str, replica: int = 0, sig: int = signal.SIGKILL) -> None:
         handle = self.running.pop((service, replica))
@@ -131,10 +143,8 @@ class ShopProcesses:
 
     def stop_all(self) -> None:
         for key in list(self.running):
-            try:
+            with contextlib.suppress(Exception):  # keep stopping the others
                 self.kill(*key, sig=signal.SIGTERM)
-            except Exception:  # keep stopping the others
-                pass
 
     def logs(self, service: str, replica: int = 0) -> list[dict[str, Any]]:
         path = self.state_dir / "logs" / f"{service}-{replica}.log"
@@ -147,9 +157,15 @@ class ShopProcesses:
         return lines
 
 
+def _interrupt(_signum: int, _frame: Any) -> None:
+    raise KeyboardInterrupt
+
+
 def main() -> None:
     state = Path(os.environ.get("TESTBED_STATE_DIR", "/tmp/tb-shop"))
-    shop = ShopProcesses(state)
+    replicas = {name: int(n) for name, n in (pair.split("=") for pair in sys.argv[1:])}  # e.g. catalog=2
+    shop = ShopProcesses(state, replicas=replicas)
+    signal.signal(signal.SIGTERM, _interrupt)  # background jobs ignore SIGINT; stop cleanly on SIGTERM too
     try:
         shop.start_all()
         print(f"shop up: gateway {shop.url('gateway')}  admin token {ADMIN_TOKEN}  state {state}", flush=True)

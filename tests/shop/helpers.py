@@ -1,0 +1,80 @@
+"""Helpers of the shop's live tests: the admin API, fault injection, a logged-in customer, stock."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import httpx
+
+from shop.processes import ADMIN_TOKEN, ShopProcesses
+
+CARD = {"number": "4242424242424242", "expiry": "12/39", "cvc": "123"}
+
+
+def admin(
+    shop: ShopProcesses, service: str, method: str, path: str, replica: int = 0, **kw: Any
+) -> httpx.Response:
+    headers = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+    return httpx.request(method, shop.admin_url(service, replica) + path, headers=headers, timeout=5, **kw)
+
+
+def inject(
+    shop: ShopProcesses, service: str, kind: str, ttl_s: float = 30, replica: int | None = None, **params: Any
+) -> list[dict[str, Any]]:
+    """POST a fault to every running replica of `service` (or one); returns the created faults."""
+    replicas = [replica] if replica is not None else [r for (s, r) in shop.running if s == service]
+    created = []
+    for r in replicas:
+        response = admin(
+            shop, service, "POST", "/faults", r, json={"kind": kind, "params": params, "ttl_s": ttl_s}
+        )
+        assert response.status_code == 201, response.text
+        created.append(response.json())
+    return created
+
+
+class Customer:
+    """A registered, logged-in user of the gateway's public API."""
+
+    def __init__(self, shop: ShopProcesses) -> None:
+        self.http = httpx.Client(base_url=shop.url("gateway"), timeout=15)
+        self.email = f"u-{uuid.uuid4().hex[:12]}@example.com"
+        registered = self.http.post(
+            "/api/auth/register", json={"email": self.email, "password": "password-1", "name": "Test User"}
+        )
+        assert registered.status_code == 201, registered.text
+        login = self.http.post("/api/auth/login", json={"email": self.email, "password": "password-1"})
+        assert login.status_code == 200, login.text
+        self.token = login.json()["access_token"]
+        self.user_id = login.json()["user"]["id"]
+        self.http.headers["Authorization"] = f"Bearer {self.token}"
+
+    def add(self, product_id: int, quantity: int = 1) -> httpx.Response:
+        return self.http.post("/api/cart/items", json={"product_id": product_id, "quantity": quantity})
+
+    def checkout(
+        self,
+        key: str | None = None,
+        card: dict[str, str] | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> httpx.Response:
+        return self.http.post(
+            "/api/checkout",
+            json={"card": card or CARD},
+            headers={"Idempotency-Key": key or uuid.uuid4().hex, **(headers or {})},
+        )
+
+    def close(self) -> None:
+        self.http.close()
+
+
+def set_stock(shop: ShopProcesses, product_id: int, stock: int) -> None:
+    response = httpx.put(
+        f"{shop.url('catalog')}/products/{product_id}/stock", json={"stock": stock}, timeout=5
+    )
+    assert response.status_code == 200, response.text
+
+
+def stock_of(shop: ShopProcesses, product_id: int) -> int:
+    return httpx.get(f"{shop.url('catalog')}/products/{product_id}", timeout=5).json()["stock"]
