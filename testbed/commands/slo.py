@@ -13,14 +13,13 @@ from rich.table import Table
 
 from sample_shop import topology
 from slo.compare import DEFAULT_SLICE_S, ComparisonReport, compare
-from slo.evaluate import DEFAULT_RECOVERY_WINDOW_S, EXIT_CANNOT_JUDGE, GateReport, evaluate
-from slo.prom import Prometheus, PrometheusError, default_prometheus_url
-from slo.report import gate_message, print_table, write_reports
+from slo.evaluate import DEFAULT_RECOVERY_WINDOW_S, EXIT_CANNOT_JUDGE, GateReport
+from slo.gate import CannotJudge, check_live, check_run, run_windows
+from slo.prom import default_prometheus_url
+from slo.report import JUNIT_XML, REPORT_JSON, SUMMARY_MD, gate_message, print_table, write_reports
 from slo.rules import PromtoolError, check_rules, write_prometheus_rules
 from slo.sources import (
-    PrometheusSource,
     RunFolderSource,
-    Source,
     SourceError,
     Window,
     load_phases,
@@ -88,13 +87,6 @@ def _resolve_run(run: Path) -> Path:
     return path
 
 
-def _run_windows(run_dir: Path, source: Source) -> list[Window]:
-    phases_file = run_dir / "phases.json"
-    if phases_file.exists():
-        return load_phases(phases_file)
-    return [source.span]
-
-
 @slo_app.command("check")
 def check(
     run: Path | None = typer.Option(
@@ -157,9 +149,9 @@ def check(
             timeout,
             strict,
         )
-    except (_CannotJudge, SourceError, PrometheusError) as exc:
+    except (_CannotJudge, CannotJudge, SourceError) as exc:
         raise _fail(str(exc), as_json) from None
-    paths = write_reports(report, out_dir) if out_dir else []
+    paths = write_reports(report, out_dir) if out_dir else _written(report, run, out)
     if as_json:
         data = report.to_dict()
         data["message"] = gate_message(report)
@@ -193,14 +185,13 @@ def _check(
         raise _CannotJudge(
             "nothing to judge: give --run DIR (e.g. runs/latest) or a live window --from T [--to T]"
         )
-    slos = _load(slo_files)
     recovery_s = _seconds("--recovery-window", recovery_window)
     if run is not None:
-        run_dir = _resolve_run(run)
-        source: Source = RunFolderSource(run_dir)
-        windows = _run_windows(run_dir, source)
-        report = evaluate(slos, source, windows, phase, recovery_s, min_events, strict)
-        return report, out or run_dir / "slo"
+        report, _ = check_run(
+            run, slo_files=slo_files, phases=phase, min_events=min_events, recovery_window_s=recovery_s,
+            strict=strict, out_dir=out,
+        )  # fmt: skip
+        return report, None  # written by check_run
     now = datetime.now(UTC)
     start = parse_time(from_ or "", now)
     end = parse_time(to, now) if to else now.timestamp()
@@ -208,11 +199,20 @@ def _check(
         raise _CannotJudge(f"--to ({to or 'now'}) must be after --from ({from_})")
     if end > now.timestamp() + 1:
         raise _CannotJudge(f"--to ({to}) is in the future; the gate judges what has happened")
-    windows = load_phases(phases_file) if phases_file else [Window("window", start, end)]
-    with Prometheus(prometheus or _stack_prometheus_url(), timeout_s=timeout) as prom:
-        prom.check()
-        source = PrometheusSource(prom, Window("window", start, end))
-        return evaluate(slos, source, windows, phase, recovery_s, min_events, strict), out
+    report = check_live(
+        prometheus or _stack_prometheus_url(), start, end, slo_files=slo_files,
+        windows=load_phases(phases_file) if phases_file else None, phases=phase, min_events=min_events,
+        recovery_window_s=recovery_s, strict=strict, timeout_s=timeout,
+    )  # fmt: skip
+    return report, out
+
+
+def _written(report: GateReport, run: Path | None, out: Path | None) -> list[Path]:
+    """The report files check_run wrote for --run."""
+    if run is None:
+        return []
+    folder = out or run.resolve() / "slo"
+    return [folder / name for name in (REPORT_JSON, JUNIT_XML, SUMMARY_MD)]
 
 
 def _stack_prometheus_url() -> str:
@@ -362,7 +362,7 @@ def _compare(
     slice_s = _seconds("--slice", slice_)
     dir_a = _resolve_run(run_a)
     src_a = RunFolderSource(dir_a)
-    wins_a = _run_windows(dir_a, src_a)
+    wins_a = run_windows(dir_a, src_a)
     if run_b is None:
         win_a = _pick(wins_a, phase_a, ["baseline"], dir_a)
         win_b = _pick(wins_a, phase_b, ["fault"], dir_a)
@@ -371,7 +371,7 @@ def _compare(
         return compare(slos, (src_a, win_a), (src_a, win_b), slice_s, confidence)
     dir_b = _resolve_run(run_b)
     src_b = RunFolderSource(dir_b)
-    wins_b = _run_windows(dir_b, src_b)
+    wins_b = run_windows(dir_b, src_b)
     win_a = _pick(wins_a, phase_a, ["fault"], dir_a)
     win_b = _pick(wins_b, phase_b or (win_a.name if win_a.name != "run" else None), ["fault"], dir_b)
     return compare(slos, (src_a, win_a), (src_b, win_b), slice_s, confidence)
