@@ -51,7 +51,7 @@ def experiment(stack: StackDescriptor, tmp_path_factory: pytest.TempPathFactory)
     total_s = WARMUP_S + BASELINE_S + FAULT_S + RECOVERY_S
     admins = _payment_admin(stack)
     handle = start_load(
-        "steady", out_dir=tmp / "load", users=10, duration=f"{total_s + 30}s", think_time_factor=0.3,
+        "steady", out_dir=tmp / "load", users=12, duration=f"{total_s + 30}s", think_time_factor=0.3,
         state_dir=stack.state_dir,
     )  # fmt: skip
     phases = []
