@@ -66,6 +66,18 @@ class Prometheus:
             return PrometheusError(f"Prometheus at {self.url} rejected {what}: {exc}")
         return PrometheusError(f"query to Prometheus at {self.url} failed ({what}): {exc}")
 
+    def reload(self) -> None:
+        """POST /-/reload (Prometheus started with --web.enable-lifecycle, as `testbed up` does)."""
+        try:
+            response = requests.post(f"{self.url}/-/reload", timeout=self.timeout_s)
+        except requests.RequestException as exc:
+            raise self._fail("reload", exc) from None
+        if response.status_code != 200:
+            raise PrometheusError(
+                f"Prometheus at {self.url} refused to reload "
+                f"({response.status_code}): {response.text.strip()[:200]}"
+            )
+
     def check(self) -> None:
         """Raise PrometheusError unless Prometheus answers a trivial query."""
         self.instant("vector(1)")

@@ -15,7 +15,7 @@ from sample_shop import topology
 from slo.compare import DEFAULT_SLICE_S, ComparisonReport, compare
 from slo.evaluate import DEFAULT_RECOVERY_WINDOW_S, EXIT_CANNOT_JUDGE, GateReport
 from slo.gate import CannotJudge, check_live, check_run, run_windows
-from slo.prom import default_prometheus_url
+from slo.prom import Prometheus, PrometheusError, default_prometheus_url
 from slo.report import JUNIT_XML, REPORT_JSON, SUMMARY_MD, gate_message, print_table, write_reports
 from slo.rules import PromtoolError, check_rules, write_prometheus_rules
 from slo.sources import (
@@ -245,14 +245,37 @@ def rules(
         raise _fail(str(exc), as_json) from None
     except (PromtoolError, OSError) as exc:
         raise _fail(str(exc), as_json) from None
+    reloaded = _reload_stack_prometheus(target) if out is None else ""
     if as_json:
-        print(json.dumps({"status": "ok", "files": [str(p) for p in paths], "promtool": checked}))
+        print(
+            json.dumps(
+                {"status": "ok", "files": [str(p) for p in paths], "promtool": checked, "reload": reloaded}
+            )
+        )
     else:
         console = Console()
         for p in paths:
             console.print(f"wrote {p}", highlight=False)
         if checked:
             console.print(checked, highlight=False, markup=False)
+        if reloaded:
+            console.print(reloaded, highlight=False, markup=False)
+
+
+def _reload_stack_prometheus(rules_dir: Path) -> str:
+    """When the rules went to a running stack's folder, make its Prometheus load them now."""
+    try:
+        stack = topology.StackDescriptor.load()
+    except (FileNotFoundError, ValueError, KeyError, TypeError):
+        return ""  # no stack: Prometheus reads the file when `testbed up` starts it
+    if Path(stack.state_dir or topology.default_state_dir()).resolve() not in rules_dir.resolve().parents:
+        return ""
+    try:
+        with Prometheus(stack.prometheus_url, timeout_s=5.0) as prom:
+            prom.reload()
+    except PrometheusError as exc:
+        return f"note: the stack's Prometheus did not reload the rules ({exc}); `testbed down && testbed up`"
+    return f"Prometheus at {stack.prometheus_url} reloaded the rules"
 
 
 @slo_app.command("validate")
