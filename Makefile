@@ -12,6 +12,7 @@ PROFILE ?= steady
 TARGET ?= local
 USERS ?=
 DURATION ?=
+SPAWN_RATE ?=
 REPLICAS ?=
 CLUSTER ?= chaos-shop
 KIND_CONTEXT := kind-$(CLUSTER)
@@ -54,8 +55,8 @@ lint: ## ruff
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-load: ## run a load profile against the stack: make load PROFILE=spike USERS=20 DURATION=60s
-	$(TESTBED) load --profile $(PROFILE) $(if $(USERS),--users $(USERS)) $(if $(DURATION),--duration $(DURATION))
+load: ## run a load profile against the stack: make load PROFILE=spike USERS=20 DURATION=60s [SPAWN_RATE=5]
+	$(TESTBED) load --profile $(PROFILE) $(if $(USERS),--users $(USERS)) $(if $(DURATION),--duration $(DURATION)) $(if $(SPAWN_RATE),--spawn-rate $(SPAWN_RATE))
 
 experiment: ## run one experiment end to end: make experiment [EXP=name] [PROFILE=steady] [TARGET=local]
 	$(TESTBED) experiment run $(EXP) --profile $(PROFILE) --target $(TARGET)
