@@ -27,11 +27,19 @@ def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
     tmp.replace(path)
 
 
-def log_tail(path: Path, lines: int = LOG_TAIL_LINES) -> str:
+def log_tail(path: Path, lines: int = LOG_TAIL_LINES, since: int = 0) -> str:
+    """The last lines written at or after byte offset `since` (logs are appended to across runs)."""
     try:
         with path.open("rb") as f:
             f.seek(0, os.SEEK_END)
-            f.seek(max(0, f.tell() - 64_000))
+            f.seek(max(since, f.tell() - 64_000))
             return "\n".join(deque(f.read().decode("utf-8", "replace").splitlines(), maxlen=lines))
     except FileNotFoundError:
         return ""
+
+
+def file_size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except FileNotFoundError:
+        return 0

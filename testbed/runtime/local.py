@@ -195,7 +195,8 @@ class LocalTarget:
     def _wait_ready(
         self, popen: subprocess.Popen[bytes], options: UpOptions, progress: ProgressCallback | None
     ) -> StackDescriptor:
-        deadline = time.monotonic() + options.timeout_s + 15  # the supervisor times out first
+        # the supervisor gives up after options.timeout_s and then needs time to stop what it started
+        deadline = time.monotonic() + options.timeout_s + STOP_TIMEOUT_S
         last: StartupProgress | None = None
         while True:
             state = self.startup_progress()
@@ -203,9 +204,11 @@ class LocalTarget:
                 if progress:
                     progress(state)
                 return StackDescriptor.load(self.layout.root)
-            if popen.poll() is not None:
+            failed = state is not None and state.state == "failed"
+            if popen.poll() is not None or (failed and time.monotonic() > deadline):
+                self._stop_supervisor(popen.pid)
                 self._wait_ports_released(options)
-                if state is not None and state.state == "failed" and state.failure:
+                if state is not None and state.failure:
                     f = state.failure
                     raise RuntimeFailure(
                         f["error"],
@@ -219,12 +222,12 @@ class LocalTarget:
                     log_tail=log_tail(self.layout.supervisor_log),
                     log_path=str(self.layout.supervisor_log),
                 )
-            if progress and state is not None and state != last:
+            if progress and state is not None and state != last and not failed:
                 progress(state)
                 last = state
-            if time.monotonic() > deadline:
+            if time.monotonic() > deadline and not failed:
                 raise RuntimeFailure(
-                    f"the supervisor did not report ready within {options.timeout_s + 15:g} s",
+                    f"the supervisor did not report ready within {options.timeout_s + STOP_TIMEOUT_S:g} s",
                     hint=f"see {self.layout.supervisor_log}",
                     log_tail=log_tail(self.layout.supervisor_log),
                     log_path=str(self.layout.supervisor_log),

@@ -28,6 +28,7 @@ import psutil
 
 from testbed.runtime.backoff import RestartPolicy
 from testbed.runtime.base import ReplicaListener, ReplicaProcess
+from testbed.runtime.files import file_size
 
 log = logging.getLogger("testbed.supervisor")
 
@@ -91,6 +92,7 @@ class ManagedProcess:
     log_file: IO[bytes] | None = None
     tasks: set[asyncio.Task[None]] = field(default_factory=set)
     resume_task: asyncio.Task[None] | None = None
+    log_offset: int = 0  # where this stack's output starts in the (appended) log file
 
     @property
     def pid(self) -> int | None:
@@ -168,6 +170,7 @@ class ProcessTable:
         spec = managed.spec
         spec.log_path.parent.mkdir(parents=True, exist_ok=True)
         if managed.log_file is None or managed.log_file.closed:
+            managed.log_offset = file_size(spec.log_path)
             managed.log_file = open(spec.log_path, "ab")  # noqa: SIM115 - kept open for the child's life
         managed.popen = subprocess.Popen(
             spec.command,

@@ -125,6 +125,7 @@ class Supervisor:
     prometheus_binary: str = "prometheus"
     ready: bool = False
     stop_event: asyncio.Event = field(default_factory=asyncio.Event)
+    started: float = field(default_factory=time.monotonic)
 
     # ---- preparation (before any process starts) -------------------------------------------------
 
@@ -384,12 +385,12 @@ class Supervisor:
             f"{what} exited with code {managed.exit_code} {managed.consecutive_crashes} times "
             "while the stack was starting",
             hint=f"its log says why: {managed.spec.log_path}",
-            log_tail=log_tail(managed.spec.log_path),
+            log_tail=log_tail(managed.spec.log_path, since=managed.log_offset) or "(no output)",
             log_path=str(managed.spec.log_path),
         )
 
     async def _wait_ready(self, serve_task: asyncio.Task[Any]) -> None:
-        deadline = time.monotonic() + self.options.timeout_s
+        deadline = self.started + self.options.timeout_s  # --timeout covers the preparation too
         expected = [(r.service, r.replica) for r in self.processes.replicas()]
         waiting: list[str] = []
         async with httpx.AsyncClient(timeout=0.5) as client:
@@ -442,13 +443,22 @@ class Supervisor:
                 await asyncio.sleep(0.2)  # the replicas are starting: leave them the CPU
 
     def _timeout_failure(self, waiting: list[str]) -> RuntimeFailure:
-        first = waiting[0].split(":", 1)[0]
-        managed = next((m for m in self.processes.all() if m.spec.name == first), None)
+        names = [w.split(":", 1)[0] for w in waiting]
+        waited = [m for m in self.processes.all() if m.spec.name in names]
+        # the most telling log: a process that crashed, else the first one waited for
+        crashed = [m for m in waited if m.consecutive_crashes > 0]
+        managed = (crashed or waited or [None])[0]
+        if crashed:
+            waiting = [
+                f"{m.spec.name}: exited {m.consecutive_crashes} time(s), last with code {m.exit_code}"
+                for m in crashed
+            ] + waiting
         log_path = managed.spec.log_path if managed else self.layout.supervisor_log
+        since = managed.log_offset if managed else 0
         return RuntimeFailure(
             f"not ready after {self.options.timeout_s:g} s; waiting for: {'; '.join(waiting)}",
-            hint=f"look at {log_path}; a slow machine may need a longer --timeout",
-            log_tail=log_tail(log_path),
+            hint=f"look at {log_path}; a slow or busy machine may need a longer --timeout",
+            log_tail=log_tail(log_path, since=since) or "(no output yet)",
             log_path=str(log_path),
         )
 

@@ -164,7 +164,7 @@ def test_a_service_that_cannot_start_is_named_with_its_log(spare: LocalTarget) -
     """A corrupt state folder (the catalog's database path is a directory) makes the real catalog fail."""
     (spare.layout.data_dir / "catalog.db").mkdir(parents=True)
     with pytest.raises(RuntimeFailure) as caught:
-        spare.up(UpOptions(extras=False, timeout_s=20))
+        spare.up(UpOptions(extras=False, timeout_s=90))
     failure = caught.value
     assert "catalog" in failure.message
     assert failure.log_path.endswith("catalog-0.log") and failure.log_tail
