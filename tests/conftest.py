@@ -7,6 +7,8 @@ Fixtures for every area's tests:
 - `stack`: the session's local stack (started once, always brought down), a `StackDescriptor`. Replicas:
   `SUITE_REPLICAS` (catalog has two, so "kill one of two" needs no second stack). While it runs,
   TESTBED_STATE_DIR points at its state folder, so `testbed ...` subprocesses find it.
+- `stack_ready`: the same stack, after waiting until every process is running and ready again (use it
+  after tests that kill or pause replicas).
 - `stack_target`: the `LocalTarget` of that stack (kill / pause / restart / status).
 - `control`: an httpx client for the control API, bearer token set.
 - `prom`: `PromClient` on the stack's Prometheus (instant queries, waiting for a condition).
@@ -104,6 +106,20 @@ def stack_target(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalTarg
 def stack(stack_target: LocalTarget) -> StackDescriptor:
     """The local stack (real services, real Prometheus), up and ready for the whole session."""
     return stack_target.up(UpOptions(replicas=dict(SUITE_REPLICAS), timeout_s=STACK_TIMEOUT_S, extras=False))
+
+
+@pytest.fixture
+def stack_ready(stack: StackDescriptor, stack_target: LocalTarget) -> StackDescriptor:
+    """The session stack once every process is running and ready again (after a test's kill or pause)."""
+
+    def healthy() -> bool:
+        status = stack_target.status()
+        return status.healthy and len([p for p in status.processes if p.replica is not None]) == len(
+            stack.replicas
+        )
+
+    wait_until(healthy, timeout=60, interval=0.2, message="every replica of the session stack to be ready")
+    return stack
 
 
 @pytest.fixture(scope="session")

@@ -57,6 +57,7 @@ def test_every_replica_is_ready_and_scraped(stack: StackDescriptor, prom: PromCl
     assert token_mode == 0o600
 
 
+@pytest.mark.usefixtures("stack_ready")
 def test_status_json_lists_every_process(stack: StackDescriptor) -> None:
     result = _testbed("status", "--json")
     assert result.returncode == 0, result.stdout + result.stderr
@@ -80,6 +81,7 @@ def test_up_again_says_already_up(stack: StackDescriptor) -> None:
     assert "already up" in conflicting.stderr and "testbed down" in conflicting.stderr
 
 
+@pytest.mark.usefixtures("stack_ready")
 def test_a_killed_replica_is_restarted_and_scraped_again(
     stack: StackDescriptor, control: httpx.Client, prom: PromClient, wait_until: Callable[..., Any]
 ) -> None:
@@ -109,6 +111,7 @@ def test_a_killed_replica_is_restarted_and_scraped_again(
     )
 
 
+@pytest.mark.usefixtures("stack_ready")
 def test_pause_is_resumed_automatically(
     stack: StackDescriptor, control: httpx.Client, prom: PromClient, wait_until: Callable[..., Any]
 ) -> None:
@@ -137,6 +140,7 @@ def test_pause_is_resumed_automatically(
     wait_until(lambda: _shop_up(prom).get(("recommendations", "0")) == 1.0, 10, message="scraped again")
 
 
+@pytest.mark.usefixtures("stack_ready")
 def test_killing_one_of_two_catalog_replicas_leaves_catalog_served(
     stack: StackDescriptor, stack_target: LocalTarget, control: httpx.Client, wait_until: Callable[..., Any]
 ) -> None:
