@@ -67,6 +67,7 @@ class ProcessInfo:
     healthy: bool = False
     restarts: int = 0
     log: str | None = None
+    health_url: str | None = None  # what `health` was probed on
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

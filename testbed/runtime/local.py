@@ -333,11 +333,7 @@ class LocalTarget:
                     )
                 )
             others = listing.get("others", [])
-            ready_paths = {"prometheus": "/-/ready", "supervisor": "/healthz", "grafana": "/api/health"}
-            ready_paths["loki"] = "/ready"
-            probes = await asyncio.gather(
-                *(probe_http(client, f"{o['url']}{ready_paths.get(o['service'], '/')}") for o in others)
-            )
+            probes = await asyncio.gather(*(probe_http(client, o["health_url"] or o["url"]) for o in others))
             for o, probe in zip(others, probes, strict=True):
                 o.update(health=probe.detail, healthy=probe.ok)
                 infos.append(ProcessInfo(**o))

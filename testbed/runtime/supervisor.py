@@ -267,6 +267,7 @@ class Supervisor:
                         m.state,
                         restarts=m.restarts,
                         log=str(m.spec.log_path),
+                        health_url=m.spec.health_url,
                     )
                 )
         infos.append(
@@ -278,6 +279,7 @@ class Supervisor:
                 loopback_url(self.ports.control),
                 "running",
                 log=str(self.layout.supervisor_log),
+                health_url=f"{loopback_url(self.ports.control)}/healthz",
             )
         )
         return infos
