@@ -62,6 +62,7 @@ def test_a_failing_benchmark_is_reported_and_the_others_still_run(tmp_path: Path
 
 @pytest.mark.slow
 @pytest.mark.stack
+@pytest.mark.timeout(600)  # every area's benchmarks, each at its smoke size
 def test_bench_smoke_run_writes_its_results(tmp_path: Path, spare_port_offset: int) -> None:
     out = tmp_path / "bench"
     result = subprocess.run(
