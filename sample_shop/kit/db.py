@@ -57,8 +57,8 @@ class Database:
             def _on_connect(dbapi_connection: Any, _record: Any) -> None:
                 dbapi_connection.isolation_level = None  # we issue BEGIN ourselves (below)
                 cursor = dbapi_connection.cursor()
+                cursor.execute("PRAGMA busy_timeout=10000")  # first, so switching to WAL waits for the lock
                 cursor.execute("PRAGMA journal_mode=WAL")
-                cursor.execute("PRAGMA busy_timeout=10000")
                 cursor.execute("PRAGMA synchronous=NORMAL")
                 cursor.execute("PRAGMA foreign_keys=ON")
                 cursor.close()
@@ -85,7 +85,20 @@ class Database:
         return engine
 
     def create_schema(self) -> None:
-        self.metadata.create_all(self.engine)
+        """Create missing tables in one write transaction: replicas starting together on a fresh SQLite file
+        queue on its write lock instead of failing with "database is locked"."""
+        for attempt in range(5):
+            try:
+                with self.engine.connect() as conn:
+                    if self.is_sqlite:
+                        conn = conn.execution_options(sqlite_begin="IMMEDIATE")
+                    with conn.begin():
+                        self.metadata.create_all(conn)
+                return
+            except DBAPIError as exc:
+                if attempt == 4 or "locked" not in str(exc):
+                    raise
+                time.sleep(0.2 * (attempt + 1))
 
     async def _run(self, fn: Callable[[], T]) -> T:
         loop = asyncio.get_running_loop()

@@ -24,7 +24,7 @@ from sample_shop import topology
 
 TEST_PORT_SHIFT = 3000  # keeps these processes clear of a stack (services, Prometheus, control API)
 ADMIN_TOKEN = "shop-test-admin-token"
-JWT_SECRET = "shop-test-jwt-secret"
+JWT_SECRET = "shop-test-jwt-secret-of-at-least-32-bytes"
 REPO = Path(__file__).resolve().parents[2]
 
 
