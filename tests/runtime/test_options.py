@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import importlib.util
+from pathlib import Path
+
 import pytest
 
 from sample_shop.topology import MAX_REPLICAS, SERVICE_NAMES
-from testbed.runtime.base import InputError
+from testbed.runtime import get_target
+from testbed.runtime.base import InputError, RuntimeFailure, Target
 from testbed.runtime.options import format_replicas, make_options, parse_replicas
 
 
@@ -55,3 +59,13 @@ def test_other_options_are_checked() -> None:
         "off",
         False,
     )
+
+
+def test_targets_are_chosen_by_name(tmp_path: Path) -> None:
+    local = get_target("local", tmp_path)
+    assert isinstance(local, Target) and local.name == "local"
+    with pytest.raises(RuntimeFailure, match="unknown target 'docker'; choose one of local, kind"):
+        get_target("docker", tmp_path)
+    if importlib.util.find_spec("testbed.runtime.kind") is None:
+        with pytest.raises(RuntimeFailure, match="the kind target is not available"):
+            get_target("kind", tmp_path)
