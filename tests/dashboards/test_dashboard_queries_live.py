@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import math
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,6 +25,7 @@ from dashboards.common import GATEWAY
 from load.control import LoadHandle, current_load, start_load, stop_load
 from sample_shop import topology
 from slo.prom import Prometheus
+from testbed.runtime.local import LocalTarget
 
 pytestmark = [pytest.mark.stack, pytest.mark.slow]
 
@@ -48,10 +49,15 @@ def committed_dashboards() -> list[dict[str, Any]]:
 
 @pytest.fixture(scope="module")
 def loaded(
-    stack: topology.StackDescriptor, control: httpx.Client, tmp_path_factory: pytest.TempPathFactory
+    stack: topology.StackDescriptor,
+    stack_target: LocalTarget,
+    control: httpx.Client,
+    wait_until: Callable[..., Any],
+    tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[Loaded]:
     """A phase posted like an experiment would, and a steady load for the module (bounded in time and
-    stopped at the end, also on failure)."""
+    stopped at the end, also on failure), once every replica is up (an earlier test may have killed one)."""
+    wait_until(lambda: stack_target.status().healthy, timeout=60, message="every replica of the stack ready")
     leftover = current_load(stack.state_dir)
     if leftover is not None:  # another test's run must not be mistaken for ours
         stop_load(leftover, state_dir=stack.state_dir)
