@@ -18,8 +18,8 @@ SCHEMA_VERSION = 39
 GRID_COLUMNS = 24
 DEFAULT_TIME_FROM = "now-15m"
 DEFAULT_REFRESH = "5s"
-# Refresh choices offered in the picker; 5 s is the default, 1 s matches the scrape interval.
-REFRESH_INTERVALS = ("1s", "5s", "10s", "30s", "1m", "5m")
+# Refresh choices offered in the picker; 5 s is the default and Grafana's own minimum (min_refresh_interval).
+REFRESH_INTERVALS = ("5s", "10s", "30s", "1m", "5m")
 
 Json = dict[str, Any]
 
