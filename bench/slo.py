@@ -17,7 +17,7 @@ from slo.evaluate import evaluate
 from slo.prom import Prometheus
 from slo.sources import PrometheusSource, RunFolderSource, Window
 from slo.spec import load_slos
-from slo.synthetic import Condition, Incident, Scenario, backfill, prometheus_on
+from slo.synthetic import Condition, Incident, Scenario, backfill, prometheus_on, slo_buckets
 
 EVALUATE_TARGET_S = 1.0
 
@@ -36,8 +36,8 @@ def evaluate_all_slos(ctx: BenchContext) -> list[Figure]:
     scenario = Scenario(
         start=start,
         duration_s=duration_s,
-        buckets=(0.5, 1.0),
-        incidents=(Incident("checkout", duration_s / 2, duration_s * 3 / 4, Condition(0.5, 1.5)),),
+        buckets=slo_buckets(load_slos()),
+        incidents=(Incident("checkout", duration_s / 2, duration_s * 3 / 4, Condition(0.5, 2.0)),),
     )
     workdir = ctx.workdir / f"slo-{ctx.repeat_index}"
     workdir.mkdir(parents=True, exist_ok=True)

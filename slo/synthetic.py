@@ -109,6 +109,11 @@ def route_counts(s: Scenario) -> list[RouteCounts]:
     return out
 
 
+def slo_buckets(slos: Sequence[SLO]) -> tuple[float, ...]:
+    """The bucket boundaries the SLOs' latency thresholds use: enough buckets for a small history."""
+    return tuple(sorted({s.threshold_s for s in slos if s.threshold_s is not None}))
+
+
 def _labels(pairs: dict[str, str]) -> str:
     return "{" + ",".join(f'{k}="{v}"' for k, v in pairs.items()) + "}"
 

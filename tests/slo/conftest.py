@@ -11,13 +11,23 @@ from dataclasses import dataclass
 
 import pytest
 
-from slo.synthetic import Condition, Incident, Scenario, backfill, free_port, phase_offsets, prometheus_on
+from slo.spec import load_slos
+from slo.synthetic import (
+    Condition,
+    Incident,
+    Scenario,
+    backfill,
+    free_port,
+    phase_offsets,
+    prometheus_on,
+    slo_buckets,
+)
 
 __all__ = ["free_port"]
 
 PHASES = (("warmup", 60), ("baseline", 180), ("fault", 180), ("recovery", 180))
 FAULT_START, FAULT_END = 240, 420
-CHECKOUT_FAULT = Condition(error_ratio=0.5, latency_s=1.5)  # payment errors 50 % and 1.5 s latency
+CHECKOUT_FAULT = Condition(error_ratio=0.5, latency_s=2.0)  # payment errors 50 % and 2 s latency
 
 
 @dataclass(frozen=True)
@@ -37,7 +47,7 @@ def history(tmp_path_factory: pytest.TempPathFactory) -> Iterator[History]:
     scenario = Scenario(
         start=start,
         duration_s=sum(d for _, d in PHASES),
-        buckets=(0.5, 1.0),
+        buckets=slo_buckets(load_slos()),
         incidents=(Incident("checkout", FAULT_START, FAULT_END, CHECKOUT_FAULT),),
     )
     for tool in ("prometheus", "promtool"):

@@ -20,7 +20,7 @@ from load.control import start_load, stop_load
 from sample_shop.topology import StackDescriptor
 from testbed.cli import app
 
-WARMUP_S, BASELINE_S, FAULT_S, RECOVERY_S = 15, 25, 25, 25
+WARMUP_S, BASELINE_S, FAULT_S, RECOVERY_S = 20, 40, 25, 25
 PAYMENT_DOWN = {"kind": "error", "params": {"status": 503, "probability": 1.0}, "ttl_s": FAULT_S + 15}
 runner = CliRunner()
 
@@ -97,9 +97,19 @@ def gate(exp: Experiment, *extra: str) -> tuple[int, dict]:
 
 @pytest.mark.slow
 def test_gate_passes_while_the_shop_is_healthy(experiment: Experiment) -> None:
-    code, report = gate(experiment, "--phase", "warmup", "--phase", "baseline")
-    problems = {s["name"]: (s["status"], s["notes"]) for s in report["slos"] if s["status"] != "met"}
-    assert code == 0, problems
+    """The baseline (after the warm-up: cold caches, sign-ups) meets every objective. Login happens only
+    when a shopper starts (docs/slo.md, known limits), so the login SLOs have no events in the baseline:
+    they must say so (no data), never pass silently."""
+    code, report = gate(experiment, "--phase", "baseline")
+    problems = {
+        s["name"]: (s["status"], s["windows"][1]["reason"])
+        for s in report["slos"]
+        if s["status"] != "met" and not s["name"].startswith("login-")
+    }
+    assert not problems
+    login = [s for s in report["slos"] if s["name"].startswith("login-")]
+    assert all(s["status"] in ("met", "nodata") for s in login)
+    assert code == (0 if all(s["status"] == "met" for s in login) else 2)
 
 
 @pytest.mark.slow
@@ -118,6 +128,8 @@ def test_payment_down_fails_the_gate_naming_checkout(experiment: Experiment) -> 
         assert (
             status[name]["time_to_recover_s"] is not None and status[name]["time_to_recover_s"] < RECOVERY_S
         )
+    # the other journeys stay available (their latency is left out: on a shared 2-core machine a busy
+    # neighbour can slow every request, which the latency SLOs rightly report, but that is not this fault)
     for name, s in status.items():
-        if not name.startswith("checkout"):
+        if not name.startswith("checkout") and s["kind"] == "availability":
             assert s["status"] != "breached", (name, s["windows"])

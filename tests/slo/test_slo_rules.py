@@ -18,11 +18,15 @@ from slo.rules import (
     slo_labels,
     write_prometheus_rules,
 )
+from slo.selector import bucket_label
 from slo.spec import SPECS_DIR, SpecError, load_slos
 
 GATEWAY = 'service="gateway",route="/api/checkout",method="POST",synthetic="true",job="shop"'
+CHECKOUT_LE = bucket_label(
+    next(s.threshold_s for s in load_slos() if s.name == "checkout-latency-gateway" and s.threshold_s)
+)
 STEPS = 240  # seconds of input, one sample per second
-FAULT_AT = 120  # from here half of the checkouts fail and every checkout takes 1.5 s
+FAULT_AT = 120  # from here half of the checkouts fail and every checkout is slower than its threshold
 
 
 def _counter(per_step: list[int], missing_until: int = 0) -> str:
@@ -41,7 +45,7 @@ def _series(name: str, labels: str, values: str) -> dict[str, str]:
 def checkout_fault_series() -> list[dict[str, str]]:
     ok = [10 if i < FAULT_AT else 5 for i in range(STEPS)]
     err = [0 if i < FAULT_AT else 5 for i in range(STEPS)]
-    fast = [10 if i < FAULT_AT else 0 for i in range(STEPS)]  # requests under 1.0 s
+    fast = [10 if i < FAULT_AT else 0 for i in range(STEPS)]  # requests under the latency threshold
     total = [10] * STEPS
     return [
         _series("shop_http_requests_total", f'{GATEWAY},status_class="2xx"', _counter(ok)),
@@ -49,7 +53,7 @@ def checkout_fault_series() -> list[dict[str, str]]:
         _series("shop_http_requests_total", f'{GATEWAY},status_class="5xx"', _counter(err, FAULT_AT)),
         _series(
             "shop_http_request_duration_seconds_bucket",
-            f'{GATEWAY},status_class="2xx",le="1.0"',
+            f'{GATEWAY},status_class="2xx",le="{CHECKOUT_LE}"',
             _counter(fast),
         ),
         _series("shop_http_request_duration_seconds_count", f'{GATEWAY},status_class="2xx"', _counter(total)),
