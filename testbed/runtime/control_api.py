@@ -3,14 +3,13 @@
 `create_control_app` assembles:
 - the open routes: GET /healthz, GET /metrics (loopback listener; read-only);
 - the supervisor routes (bearer token): GET /processes, POST /phases;
-- the fault routes (bearer token): the fault controller's router when `sample_shop.faultd` provides one
-  (see docs/runtime.md), otherwise `process_fault_router`, which handles the process kinds only.
+- the fault routes (bearer token): the fault controller's router (`sample_shop.faultd.create_control_router`,
+  see docs/runtime.md), which hands the process kinds back to the ProcessTable.
 """
 
 from __future__ import annotations
 
 import secrets
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -21,9 +20,7 @@ from pydantic import BaseModel, Field
 
 from testbed.runtime.base import ProcessInfo
 from testbed.runtime.metrics import PHASE_STATES, PHASES, PhaseBoard, SupervisorMetrics
-from testbed.runtime.processes import MAX_PAUSE_S, ProcessError, ProcessTable
-
-PROCESS_FAULT_KINDS: tuple[str, ...] = ("kill", "pause", "restart")
+from testbed.runtime.processes import ProcessError, ProcessTable
 
 
 def _errors(status: int, *items: tuple[str, str]) -> JSONResponse:
@@ -56,12 +53,6 @@ class PhaseIn(BaseModel):
     state: str
 
 
-class ProcessFaultIn(BaseModel):
-    kind: str
-    params: dict[str, Any] = Field(default_factory=dict)
-    ttl_s: float | None = None
-
-
 def supervisor_router(
     processes: ProcessTable, phases: PhaseBoard, others: Callable[[], list[ProcessInfo]]
 ) -> APIRouter:
@@ -80,77 +71,7 @@ def supervisor_router(
             raise ApiError(422, "phase", f"unknown phase {body.phase!r}; one of {', '.join(PHASES)}")
         if body.state not in PHASE_STATES:
             raise ApiError(422, "state", f"unknown state {body.state!r}; one of {', '.join(PHASE_STATES)}")
-        event = phases.record(body.experiment, body.phase, body.state)
-        return {"experiment": event.experiment, "phase": event.phase, "state": event.state, "at": event.at}
-
-    return router
-
-
-def process_fault_router(processes: ProcessTable) -> APIRouter:
-    """Process faults on the control API (kill, pause, restart). The fault controller replaces this router
-    with one that also handles application faults and calls the same ProcessTable for these kinds."""
-    router = APIRouter()
-
-    @router.get("/faults")
-    async def list_faults() -> dict[str, Any]:
-        return {
-            "faults": [
-                {"service": p.service, "replica": p.replica, "kind": "pause", "expires_at": p.paused_until}
-                for p in processes.paused()
-            ]
-        }
-
-    @router.post("/faults/{service}", status_code=201)
-    async def inject(service: str, body: ProcessFaultIn, replica: int | None = None) -> dict[str, Any]:
-        if body.kind not in PROCESS_FAULT_KINDS:
-            raise ApiError(
-                501,
-                "kind",
-                f"{body.kind!r} is an application fault; this supervisor has no fault controller "
-                f"(sample_shop.faultd) mounted. Process kinds available: {', '.join(PROCESS_FAULT_KINDS)}",
-            )
-        targets = [r.replica for r in processes.replicas(service)] if replica is None else [replica]
-        if not targets:
-            known = sorted({r.service for r in processes.replicas()})
-            raise ApiError(
-                404, "service", f"unknown service {service!r}; running services: {', '.join(known)}"
-            )
-        seconds = 0.0
-        if body.kind == "pause":
-            raw = body.params.get("seconds", body.ttl_s)
-            if not isinstance(raw, int | float) or isinstance(raw, bool) or not 0 < raw <= MAX_PAUSE_S:
-                raise ApiError(
-                    422, "ttl_s", f"a pause needs ttl_s (or params.seconds) in (0, {MAX_PAUSE_S:g}] seconds"
-                )
-            seconds = float(raw)
-        results = []
-        for r in targets:
-            if body.kind == "kill":
-                results.append(await processes.kill(service, r))
-            elif body.kind == "pause":
-                results.append(await processes.pause(service, r, seconds))
-            else:
-                results.append(await processes.restart(service, r))
-        return {
-            "kind": body.kind,
-            "service": service,
-            "at": time.time(),
-            "replicas": [p.to_dict() for p in results],
-        }
-
-    @router.delete("/faults")
-    async def clear_all() -> dict[str, Any]:
-        cleared = [processes.resume(p.service, p.replica).to_dict() for p in processes.paused()]
-        return {"cleared": cleared}
-
-    @router.delete("/faults/{service}")
-    async def clear_service(service: str) -> dict[str, Any]:
-        cleared = [
-            processes.resume(p.service, p.replica).to_dict()
-            for p in processes.paused()
-            if p.service == service
-        ]
-        return {"cleared": cleared}
+        return phases.record(body.experiment, body.phase, body.state)
 
     return router
 
@@ -160,8 +81,8 @@ def create_control_app(
     phases: PhaseBoard,
     token: str,
     token_file: str,
+    fault_router: APIRouter,
     others: Callable[[], list[ProcessInfo]] = list,
-    fault_router: APIRouter | None = None,
 ) -> FastAPI:
     app = FastAPI(title="testbed control API", docs_url=None, redoc_url=None, openapi_url="/openapi.json")
     metrics = SupervisorMetrics(phases, processes.replicas)
@@ -189,5 +110,5 @@ def create_control_app(
         return Response(metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8")
 
     app.include_router(supervisor_router(processes, phases, others), dependencies=[auth])
-    app.include_router(fault_router or process_fault_router(processes), dependencies=[auth])
+    app.include_router(fault_router, dependencies=[auth])
     return app

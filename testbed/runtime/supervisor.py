@@ -71,16 +71,14 @@ def write_slo_rules(rules_dir: Path) -> str:
     return f"{len(written)} SLO rule file(s) written to {rules_dir}"
 
 
-def load_fault_router(processes: ProcessTable, token: str) -> Any | None:
-    """The fault controller's routes, when `sample_shop.faultd` offers `create_control_router`."""
-    try:
-        module = importlib.import_module(FAULTD_MODULE)
-    except ModuleNotFoundError as exc:
-        if exc.name == FAULTD_MODULE:
-            return None
-        raise
+def load_fault_router(processes: ProcessTable, token: str) -> Any:
+    """The fault controller's /faults and /policy routes (sample_shop.faultd), mounted on the control API.
+    Called on the running event loop: the controller starts its reconcile loop there."""
+    module = importlib.import_module(FAULTD_MODULE)
     factory = getattr(module, FAULTD_FACTORY, None)
-    return None if factory is None else factory(processes=processes, token=token)
+    if factory is None:
+        raise RuntimeFailure(f"{FAULTD_MODULE} has no {FAULTD_FACTORY}: the control API cannot serve faults")
+    return factory(processes=processes, token=token)
 
 
 class _Server:
@@ -305,18 +303,13 @@ class Supervisor:
             from testbed.runtime.control_api import create_control_app
 
             fault_router = load_fault_router(self.processes, self.token)
-            if fault_router is None:
-                self.notes.append(
-                    "fault controller (sample_shop.faultd) not mounted: "
-                    "the control API serves process faults only"
-                )
             app = create_control_app(
                 self.processes,
                 self.phases,
                 self.token,
                 str(self.layout.token_file),
-                self.others,
                 fault_router,
+                self.others,
             )
             server = _Server(app, self.ports.control)
             serve_task = loop.create_task(server.serve())
