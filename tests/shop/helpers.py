@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
+import time
 import uuid
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -78,3 +81,42 @@ def set_stock(shop: ShopProcesses, product_id: int, stock: int) -> None:
 
 def stock_of(shop: ShopProcesses, product_id: int) -> int:
     return httpx.get(f"{shop.url('catalog')}/products/{product_id}", timeout=5).json()["stock"]
+
+
+def spans_of_trace(
+    traces_dir: Path, trace_id: str, want: set[str], timeout_s: float = 8.0
+) -> list[dict[str, Any]]:
+    """Every span of `trace_id` in the OTLP-JSON trace files, tagged with its service; waits for the batch
+    exporters (0.5 s schedule) until every service in `want` has one."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        found = []
+        for path in traces_dir.glob("*.jsonl"):
+            for line in path.read_text().splitlines():
+                for resource_spans in json.loads(line)["resourceSpans"]:
+                    attrs = {
+                        a["key"]: a["value"].get("stringValue")
+                        for a in resource_spans["resource"]["attributes"]
+                    }
+                    for scope in resource_spans["scopeSpans"]:
+                        for span in scope["spans"]:
+                            if span["traceId"] == trace_id:
+                                found.append({**span, "service": attrs["service.name"]})
+        if want <= {s["service"] for s in found} or time.monotonic() > deadline:
+            return found
+        time.sleep(0.2)
+
+
+def services_logging(logs_dir: Path, trace_id: str) -> set[str]:
+    """Services whose JSON log lines (any replica) carry `trace_id`."""
+    found = set()
+    for path in logs_dir.glob("*.log"):
+        for line in path.read_text(errors="replace").splitlines():
+            if trace_id in line:
+                try:
+                    record = json.loads(line)
+                except ValueError:
+                    continue
+                if record.get("trace_id") == trace_id and "service" in record:
+                    found.add(record["service"])
+    return found

@@ -3,7 +3,6 @@ idempotent checkout, never overselling, input validation, trace propagation, deg
 
 from __future__ import annotations
 
-import json
 import sqlite3
 import time
 import uuid
@@ -13,34 +12,10 @@ from typing import Any
 import httpx
 import pytest
 
-from shop.helpers import CARD, Customer, inject, set_stock, stock_of
+from shop.helpers import CARD, Customer, inject, services_logging, set_stock, spans_of_trace, stock_of
 from shop.processes import ShopProcesses
 
 pytestmark = pytest.mark.usefixtures("clean_faults")
-
-
-def spans_of_trace(
-    shop: ShopProcesses, trace_id: str, want: set[str], timeout_s: float = 8.0
-) -> list[dict[str, Any]]:
-    """Every span of `trace_id` in the OTLP-JSON trace files, tagged with its service; waits for the batch
-    exporters (0.5 s schedule) until every service in `want` has one."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        found = []
-        for path in (shop.state_dir / "traces").glob("*.jsonl"):
-            for line in path.read_text().splitlines():
-                for resource_spans in json.loads(line)["resourceSpans"]:
-                    attrs = {
-                        a["key"]: a["value"].get("stringValue")
-                        for a in resource_spans["resource"]["attributes"]
-                    }
-                    for scope in resource_spans["scopeSpans"]:
-                        for span in scope["spans"]:
-                            if span["traceId"] == trace_id:
-                                found.append({**span, "service": attrs["service.name"]})
-        if want <= {s["service"] for s in found} or time.monotonic() > deadline:
-            return found
-        time.sleep(0.2)
 
 
 def orders_db(shop: ShopProcesses) -> sqlite3.Connection:
@@ -90,7 +65,7 @@ def test_journey_register_login_browse_cart_checkout(shop: ShopProcesses, custom
 
     # one trace across gateway -> orders -> cart/catalog/payment, parented hop by hop
     services = {"gateway", "orders", "payment", "catalog", "cart"}
-    spans = spans_of_trace(shop, trace_id, services)
+    spans = spans_of_trace(shop.state_dir / "traces", trace_id, services)
     assert services <= {s["service"] for s in spans}
     by_id = {s["spanId"]: s for s in spans}
     for span in spans:
@@ -108,22 +83,13 @@ def test_journey_register_login_browse_cart_checkout(shop: ShopProcesses, custom
         assert attrs["synthetic"] == "true", span["name"]
 
     # the same trace id in the JSON logs of gateway, orders, payment and catalog
+    want = {"gateway", "orders", "payment", "catalog"}
     deadline = time.monotonic() + 5
-    while True:
-        logged = {
-            s
-            for s in ("gateway", "orders", "payment", "catalog")
-            if any(
-                line.get("trace_id") == trace_id
-                for r in range(2)
-                if (s, r) in shop.running
-                for line in shop.logs(s, r)
-            )
-        }
-        if logged == {"gateway", "orders", "payment", "catalog"} or time.monotonic() > deadline:
+    while not want <= (logged := services_logging(shop.state_dir / "logs", trace_id)):
+        if time.monotonic() > deadline:
             break
         time.sleep(0.2)
-    assert logged == {"gateway", "orders", "payment", "catalog"}
+    assert want <= logged
 
     metrics = httpx.get(shop.url("payment") + "/metrics").text
     assert (
