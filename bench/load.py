@@ -141,6 +141,7 @@ def max_throughput(ctx: BenchContext) -> list[Figure]:
             "max sustainable throughput",
             best.rps,
             "req/s",
+            compare="load",
             note=f"p99 < {P99_LIMIT_MS:.0f} ms and 0 failed; reached with {best.users} closed-loop users. "
             f"Steps: {steps}",
         ),

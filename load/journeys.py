@@ -79,6 +79,8 @@ def _items_of_products(body: Any) -> str | None:
 def _is_cart(body: Any) -> str | None:
     if not isinstance(body, dict) or not isinstance(body.get("items"), list):
         return "body is not a cart"
+    if not all(isinstance(line, dict) and isinstance(line.get("product_id"), int) for line in body["items"]):
+        return "cart lines without product_id"
     if not isinstance(body.get("total_cents"), int):
         return "cart has no total_cents"
     return None

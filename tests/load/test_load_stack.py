@@ -253,3 +253,31 @@ def test_a_killed_parent_takes_its_load_with_it(
             parent.wait()
         if parent.stdout:
             parent.stdout.close()
+
+
+def test_ctrl_c_on_testbed_load_stops_early_and_still_writes_the_results(
+    healthy_gateway: StackDescriptor, no_load_left: Path, tmp_path: Path, wait_until: Callable[..., Any]
+) -> None:
+    out = tmp_path / "out"
+    cli = subprocess.Popen(
+        [str(Path(sys.executable).with_name("testbed")), "load", "--profile", "steady", "--users", "2",
+         "--duration", "60s", "--out", str(out)],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        wait_until(
+            lambda: '"event": "progress"' in (out / "progress.jsonl").read_text(),
+            timeout=30,
+            message="the load to run",
+        )
+        cli.send_signal(signal.SIGINT)
+        stdout, stderr = cli.communicate(timeout=30)
+    finally:
+        if cli.poll() is None:
+            cli.kill()
+            cli.wait()
+    assert cli.returncode == 130, stderr
+    assert "Traceback" not in stderr and "stopping the load" in stderr
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["exit_reason"] == "stopped" and summary["wall_s"] < 30
+    assert "total" in stdout and str(out) in stdout.replace("\n", "")  # the final table and where it went
