@@ -6,6 +6,7 @@ to the load process: no process/GC collectors, only what the topology declares."
 
 from __future__ import annotations
 
+import errno
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, make_wsgi_app
@@ -60,9 +61,10 @@ class MetricsServer:
             self._server.start()
         except OSError as exc:
             host, port = self.address
+            why = "the port is in use" if exc.errno == errno.EADDRINUSE else (exc.strerror or str(exc))
             raise OSError(
-                f"cannot serve load metrics on {host}:{port}: {exc.strerror or exc}. Is another load run "
-                f"active (`testbed load` or an experiment)? Stop it, or pass --metrics-port."
+                f"cannot serve load metrics on {host}:{port}: {why}. Is another load run active "
+                "(`testbed load --stop` stops a background one)? Or pass --metrics-port."
             ) from exc
 
     def stop(self) -> None:

@@ -87,8 +87,9 @@ class Progress:
             self.stdout.write(line + "\n")
             self.stdout.flush()
         elif self.mode == "text":
-            self.stdout.write(self._text(record) + "\n")
-            self.stdout.flush()
+            stream = sys.stderr if event == "error" else self.stdout
+            stream.write(self._text(record) + "\n")
+            stream.flush()
 
     @staticmethod
     def _text(r: dict[str, Any]) -> str:

@@ -82,3 +82,23 @@ def test_help_lists_every_profile_with_its_defaults(tmp_path: Path) -> None:
         assert line in result.stdout
     result = run([sys.executable, "-m", "load", "--help"], tmp_path)
     assert result.returncode == 0 and "diurnal" in result.stdout and "exit codes" in result.stdout
+
+
+def test_exporter_port_in_use_exits_3_and_names_the_port(tmp_path: Path) -> None:
+    """The gateway here is only a listening socket: the run must fail at the exporter, before any load."""
+    import socket
+
+    with socket.socket() as gateway, socket.socket() as busy:
+        for s in (gateway, busy):
+            s.bind(("127.0.0.1", 0))
+            s.listen()
+        port = busy.getsockname()[1]
+        result = run(
+            [sys.executable, "-m", "load", "--profile", "steady", "--duration", "3s",
+             "--host", f"http://127.0.0.1:{gateway.getsockname()[1]}", "--metrics-port", str(port),
+             "--out", str(tmp_path / "out")],
+            tmp_path,
+        )  # fmt: skip
+    assert result.returncode == 3
+    assert f"127.0.0.1:{port}: the port is in use" in result.stderr and "--metrics-port" in result.stderr
+    assert "Traceback" not in result.stderr
