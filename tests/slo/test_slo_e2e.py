@@ -128,8 +128,14 @@ def test_payment_down_fails_the_gate_naming_checkout(experiment: Experiment) -> 
         assert (
             status[name]["time_to_recover_s"] is not None and status[name]["time_to_recover_s"] < RECOVERY_S
         )
-    # the other journeys stay available (their latency is left out: on a shared 2-core machine a busy
-    # neighbour can slow every request, which the latency SLOs rightly report, but that is not this fault)
-    for name, s in status.items():
-        if not name.startswith("checkout") and s["kind"] == "availability":
-            assert s["status"] != "breached", (name, s["windows"])
+
+    # the culprit stands out: no other SLO lost as much in the fault phase (other journeys may suffer
+    # collateral damage - a busy shop on 2 cores - and the gate rightly reports it, but far less)
+    def fault_sli(s: dict) -> float:
+        window = next(w for w in s["windows"] if w["window"] == "fault")
+        return 1.0 if window["sli"] is None else window["sli"]
+
+    worst_other = min(
+        fault_sli(s) for name, s in status.items() if not name.startswith("checkout-availability")
+    )
+    assert fault_sli(status["checkout-availability-gateway"]) < 0.5 < worst_other
