@@ -27,7 +27,7 @@ from typing import Any
 import httpx
 import psutil
 
-from sample_shop.topology import SERVICE_NAMES, TESTBED_JOB, ReplicaEndpoint, StackDescriptor
+from sample_shop.topology import SERVICE_NAMES, SHOP_JOB, TESTBED_JOB, ReplicaEndpoint, StackDescriptor
 from testbed.runtime import extras as extras_mod
 from testbed.runtime.base import InputError, ProcessInfo, RuntimeFailure, StartupProgress, UpOptions
 from testbed.runtime.envcontract import service_env
@@ -387,6 +387,7 @@ class Supervisor:
     async def _wait_ready(self, serve_task: asyncio.Task[Any]) -> None:
         deadline = self.started + self.options.timeout_s  # --timeout covers the preparation too
         expected = [(r.service, r.replica) for r in self.processes.replicas()]
+        confirmed: dict[tuple[str, int], int | None] = {}  # replica -> pid whose /readyz answered 200
         waiting: list[str] = []
         async with httpx.AsyncClient(timeout=0.5) as client:
             while not self.stop_event.is_set():
@@ -396,28 +397,18 @@ class Supervisor:
                     failure = self._crash_failure(managed)
                     if failure:
                         raise failure
-                readyz = dict(
-                    zip(
-                        expected,
-                        await asyncio.gather(
-                            *(probe_http(client, f"{r.url}/readyz") for r in self.processes.replicas())
-                        ),
-                        strict=True,
-                    )
-                )
-                try:
-                    shop_up = shop_targets_up(await prometheus_up(client, self.prometheus_url, "shop"))
-                    testbed_up = any(
-                        v["__value__"] == "1"
-                        for v in (await prometheus_up(client, self.prometheus_url, TESTBED_JOB)).values()
-                    )
-                    prometheus = Probe(True, "ready")
-                except (httpx.HTTPError, ValueError, KeyError) as exc:
-                    shop_up, testbed_up, prometheus = (
-                        {},
-                        False,
-                        Probe(False, f"not answering ({type(exc).__name__})"),
-                    )
+                readyz = await self._probe_replicas(client, confirmed)
+                shop_up: dict[tuple[str, int], bool] = {}
+                testbed_up = False
+                prometheus = Probe(False, "waits for every replica's /readyz")
+                if all(p.ok for p in readyz.values()):  # only then is asking Prometheus worth the CPU
+                    try:
+                        shop_up = shop_targets_up(await prometheus_up(client, self.prometheus_url, SHOP_JOB))
+                        testbed = await prometheus_up(client, self.prometheus_url, TESTBED_JOB)
+                        testbed_up = any(v["__value__"] == "1" for v in testbed.values())
+                        prometheus = Probe(True, "ready")
+                    except (httpx.HTTPError, ValueError, KeyError) as exc:
+                        prometheus = Probe(False, f"not answering ({type(exc).__name__})")
                 ready, waiting = readiness(expected, readyz, shop_up, testbed_up, prometheus)
                 for plan in self.extras:
                     state = self.processes.get(plan.name).state
@@ -436,6 +427,21 @@ class Supervisor:
                 if time.monotonic() > deadline:
                     raise self._timeout_failure(waiting)
                 await asyncio.sleep(0.2)  # the replicas are starting: leave them the CPU
+
+    async def _probe_replicas(
+        self, client: httpx.AsyncClient, confirmed: dict[tuple[str, int], int | None]
+    ) -> dict[tuple[str, int], Probe]:
+        """/readyz of every replica not yet seen ready (a restarted one is asked again)."""
+        replicas = self.processes.replicas()
+        keys = [(r.service, r.replica) for r in replicas]
+        asked = [
+            r for r, key in zip(replicas, keys, strict=True) if confirmed.get(key) != r.pid or r.pid is None
+        ]
+        answers = await asyncio.gather(*(probe_http(client, f"{r.url}/readyz") for r in asked))
+        for r, probe in zip(asked, answers, strict=True):
+            confirmed[(r.service, r.replica)] = r.pid if probe.ok else None
+        fresh = {(r.service, r.replica): probe for r, probe in zip(asked, answers, strict=True)}
+        return {key: fresh.get(key, Probe(True, "ready")) for key in keys}
 
     def _timeout_failure(self, waiting: list[str]) -> RuntimeFailure:
         names = [w.split(":", 1)[0] for w in waiting]
