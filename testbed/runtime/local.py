@@ -62,10 +62,10 @@ class LocalTarget:
     name = "local"
 
     def __init__(
-        self, state_dir: Path | None = None, port_offset_: int | None = None, exit_with_pid: int | None = None
+        self, state_dir: Path | None = None, offset: int | None = None, exit_with_pid: int | None = None
     ) -> None:
         self.layout = StateLayout((state_dir or default_state_dir()).resolve())
-        self.ports = PortPlan(port_offset() if port_offset_ is None else port_offset_)
+        self.ports = PortPlan(port_offset() if offset is None else offset)
         self.exit_with_pid = exit_with_pid  # tests: the stack stops when the test process dies
 
     # ---- inspection ------------------------------------------------------------------------------
