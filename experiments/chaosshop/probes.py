@@ -1,0 +1,272 @@
+"""Chaos Toolkit probes of the shop: SLIs of the SLOs in slo/specs/, error ratios, latency quantiles,
+retry amplification and process memory from Prometheus (through slo's Prometheus I/O, which turns
+Prometheus' strings into numbers), the active faults, and the stack's health.
+
+Windows. A probe judges the traffic of the last `window_s` seconds; with `since_phase`, everything since
+that phase of this experiment began; with `during_phase`, that phase alone (so the check after the method
+can judge the fault phase). The window never reaches back before this experiment's load started.
+
+No data. Once this experiment's load runs, a window with fewer than `min_events` events raises (an
+experiment without traffic proves nothing, so it fails). Before the load has started - the steady-state
+check that precedes the method - there is no traffic to judge: SLI probes then answer
+`{"judged": false, "sli": 1.0, "why": ...}` and leave that check to the health probes."""
+
+from __future__ import annotations
+
+import functools
+import math
+import time
+from typing import Any
+
+import httpx
+
+from chaosshop import runstate
+from chaosshop.settings import Configuration, ConfigurationError, control, number, stack
+from sample_shop.topology import (
+    BREAKER_STATE,
+    CLIENT_REQUESTS,
+    CLIENT_RETRIES,
+    HTTP_DURATION,
+    HTTP_REQUESTS,
+    SCRAPE_INTERVAL_S,
+    SERVICES,
+    SHOP_JOB,
+)
+from slo.prom import Prometheus
+from slo.promql import sum_increase_at
+from slo.spec import SLO, load_slos
+
+__all__ = [
+    "active_faults",
+    "breaker_open",
+    "client_retry_ratio",
+    "error_ratio",
+    "latency_quantile",
+    "process_memory_mb",
+    "replicas_up",
+    "slo_sli",
+    "stack_healthy",
+]
+
+MIN_WINDOW_S = int(4 * SCRAPE_INTERVAL_S)  # shorter windows see too few scrapes to compute an increase
+
+
+@functools.cache
+def _slos() -> dict[str, SLO]:
+    return {s.name: s for s in load_slos()}
+
+
+def _slo(name: str) -> SLO:
+    slos = _slos()
+    if name not in slos:
+        raise ConfigurationError(
+            f"slo: unknown SLO {name!r}; defined in slo/specs/: {', '.join(sorted(slos))}"
+        )
+    return slos[name]
+
+
+def _window(
+    window_s: Any, since_phase: str | None, during_phase: str | None = None
+) -> tuple[int, float, bool]:
+    """(seconds, evaluation time, whether this experiment's load has run) of the window to judge:
+    the last `window_s` seconds; or from the start of `since_phase` to now; or exactly `during_phase`
+    (to now while it runs). A phase that has not begun yet leaves the last `window_s` seconds."""
+    if since_phase and during_phase:
+        raise ConfigurationError("give since_phase or during_phase, not both")
+    run = runstate.current()
+    now = time.time()
+    end = min(now, run.load_stopped_at) if run.load_stopped_at else now
+    start = end - number(window_s, "window_s", MIN_WINDOW_S, 86_400)
+    wanted = since_phase or during_phase
+    if wanted:
+        phase = next((p for p in reversed(run.phases) if p.name == wanted), None)
+        if phase is not None:
+            start = phase.start
+            if during_phase and phase.end is not None:
+                end = min(end, phase.end)
+    load_ran = run.load_started_at is not None
+    if load_ran:
+        start = max(start, run.load_started_at)  # type: ignore[type-var]
+    return max(MIN_WINDOW_S, math.ceil(end - start)), end, load_ran
+
+
+def _prometheus(configuration: Configuration) -> Prometheus:
+    return Prometheus(stack(configuration).prometheus_url, timeout_s=10.0)
+
+
+def _scalar(prom: Prometheus, promql: str, at: float | None = None) -> float | None:
+    result = prom.instant(promql, at=at)
+    if not result:
+        return None
+    value = result[0][1]
+    return None if math.isnan(value) else value
+
+
+def slo_sli(
+    slo: str,
+    window_s: Any = 30,
+    since_phase: str | None = None,
+    min_events: Any = 10,
+    during_phase: str | None = None,
+    configuration: Configuration = None,
+) -> dict[str, Any]:
+    """The SLI of SLO `slo` (a name from slo/specs/) over the window: good / total events. Returns
+    {"slo", "sli", "target", "objective_met", "good", "total", "window_s", "judged"}; tolerate it with
+    `{type: range, target: sli, range: [min, 1.0]}`."""
+    spec = _slo(slo)
+    seconds, at, load_ran = _window(window_s, since_phase, during_phase)
+    needed = int(number(min_events, "min_events", 1, 1e9))
+    with _prometheus(configuration) as prom:
+        total = _scalar(prom, sum_increase_at(spec.total, seconds, at)) or 0.0
+        part = _scalar(prom, sum_increase_at(spec.part, seconds, at)) or 0.0
+    good = part if spec.good is not None else total - part
+    base = {
+        "slo": slo,
+        "target": spec.target,
+        "window_s": seconds,
+        "good": round(good, 3),
+        "total": round(total, 3),
+    }
+    if total < needed:
+        if not load_ran:
+            return base | {
+                "sli": 1.0,
+                "objective_met": True,
+                "judged": False,
+                "why": "no load ran in this experiment yet: nothing to judge (health probes judge the gate)",
+            }
+        raise RuntimeError(
+            f"no data: {total:.0f} events of {slo} in the last {seconds} s, fewer than min_events={needed}. "
+            "Is the load running and reaching the journey? (raise users or the window)"
+        )
+    sli = max(0.0, min(1.0, good / total))
+    return base | {"sli": round(sli, 5), "objective_met": sli >= spec.target, "judged": True}
+
+
+def _service_matcher(service: str | None, route: str | None) -> str:
+    if service is not None and service not in SERVICES:
+        raise ConfigurationError(f"service: unknown service {service!r}; valid: {', '.join(SERVICES)}")
+    parts = [f'service="{service or "gateway"}"']
+    if route:
+        parts.append(f'route="{route}"')
+    return ", ".join(parts)
+
+
+def error_ratio(
+    service: str | None = None,
+    route: str | None = None,
+    window_s: Any = 30,
+    since_phase: str | None = None,
+    min_events: Any = 10,
+    during_phase: str | None = None,
+    configuration: Configuration = None,
+) -> float:
+    """Share of 5xx answers of `service` (default the gateway), optionally of one route, over the window."""
+    seconds, at, _ = _window(window_s, since_phase, during_phase)
+    matcher = _service_matcher(service, route)
+    total_q = f"sum(increase({HTTP_REQUESTS.name}{{{matcher}}}[{seconds}s] @ {at:.3f}))"
+    bad_q = f'sum(increase({HTTP_REQUESTS.name}{{{matcher}, status_class="5xx"}}[{seconds}s] @ {at:.3f}))'
+    with _prometheus(configuration) as prom:
+        total = _scalar(prom, total_q) or 0.0
+        bad = _scalar(prom, bad_q) or 0.0
+    if total < number(min_events, "min_events", 1, 1e9):
+        raise RuntimeError(f"no data: {total:.0f} requests to {matcher} in the last {seconds} s")
+    return round(bad / total, 5)
+
+
+def latency_quantile(
+    quantile: Any = 0.95,
+    service: str | None = None,
+    route: str | None = None,
+    window_s: Any = 30,
+    since_phase: str | None = None,
+    during_phase: str | None = None,
+    configuration: Configuration = None,
+) -> float:
+    """The `quantile` of server-side latency in seconds (histogram_quantile over the window)."""
+    q = number(quantile, "quantile", 0.0, 1.0)
+    seconds, at, _ = _window(window_s, since_phase, during_phase)
+    matcher = _service_matcher(service, route)
+    promql = (
+        f"histogram_quantile({q:g}, sum by (le) "
+        f"(increase({HTTP_DURATION.name}_bucket{{{matcher}}}[{seconds}s] @ {at:.3f})))"
+    )
+    with _prometheus(configuration) as prom:
+        value = _scalar(prom, promql)
+    if value is None:
+        raise RuntimeError(f"no data: no request to {matcher} in the last {seconds} s")
+    return round(value, 4)
+
+
+def client_retry_ratio(
+    service: str | None = None,
+    peer: str | None = None,
+    window_s: Any = 30,
+    since_phase: str | None = None,
+    min_events: Any = 5,
+    during_phase: str | None = None,
+    configuration: Configuration = None,
+) -> float:
+    """Retries per outbound call (`shop_client_retries_total` / first attempts) of `service` (all callers
+    when not given), optionally towards one `peer`: 0 when nothing is retried, 3 when every call is tried
+    4 times."""
+    seconds, at, _ = _window(window_s, since_phase, during_phase)
+    labels = [f'{k}="{v}"' for k, v in (("service", service), ("peer", peer)) if v]
+    sel = "{" + ", ".join(labels) + "}"
+    with _prometheus(configuration) as prom:
+        retries = _scalar(prom, f"sum(increase({CLIENT_RETRIES.name}{sel}[{seconds}s] @ {at:.3f}))") or 0.0
+        calls = _scalar(prom, f"sum(increase({CLIENT_REQUESTS.name}{sel}[{seconds}s] @ {at:.3f}))") or 0.0
+    first_attempts = calls - retries  # every attempt is counted in CLIENT_REQUESTS
+    if first_attempts < number(min_events, "min_events", 1, 1e9):
+        raise RuntimeError(
+            f"no data: {first_attempts:.0f} outbound calls matching {sel} in the last {seconds} s"
+        )
+    return round(retries / first_attempts, 4)
+
+
+def breaker_open(service: str, peer: str, configuration: Configuration = None) -> bool:
+    """True when the circuit breaker of `service` towards `peer` is open (or half-open) on any replica."""
+    with _prometheus(configuration) as prom:
+        value = _scalar(prom, f'max({BREAKER_STATE.name}{{service="{service}", peer="{peer}"}})')
+    return bool(value and value >= 1)
+
+
+def process_memory_mb(service: str, configuration: Configuration = None) -> float:
+    """Largest resident memory of `service`'s replicas in MiB (process_resident_memory_bytes)."""
+    _service_matcher(service, None)
+    with _prometheus(configuration) as prom:
+        value = _scalar(prom, f'max(process_resident_memory_bytes{{job="{SHOP_JOB}", service="{service}"}})')
+    if value is None:
+        raise RuntimeError(f'no memory figure for {service}: is it scraped (up{{job="{SHOP_JOB}"}})?')
+    return round(value / 2**20, 1)
+
+
+def replicas_up(service: str, configuration: Configuration = None) -> int:
+    """How many replicas of `service` Prometheus scrapes successfully right now."""
+    _service_matcher(service, None)
+    with _prometheus(configuration) as prom:
+        value = _scalar(prom, f'sum(up{{job="{SHOP_JOB}", service="{service}"}})')
+    return int(value or 0)
+
+
+def active_faults(service: str | None = None, configuration: Configuration = None) -> int:
+    """Number of faults active now (application faults on replicas, pauses, pending), of `service` or of
+    the whole stack. 0 is the steady state."""
+    with control(configuration) as api:
+        listing = api.faults()
+    entries = listing.get("faults", []) + listing.get("pending", [])
+    return sum(1 for f in entries if service is None or f["service"] == service)
+
+
+def stack_healthy(configuration: Configuration = None) -> bool:
+    """Every replica the stack declares is scraped (up == 1) and the gateway answers /readyz."""
+    descriptor = stack(configuration)
+    try:
+        ready = httpx.get(f"{descriptor.gateway_url}/readyz", timeout=5.0, trust_env=False).status_code == 200
+    except httpx.HTTPError:
+        return False
+    with _prometheus(configuration) as prom:
+        ups = prom.instant(f'up{{job="{SHOP_JOB}"}}')
+    up = {(labels.get("service"), labels.get("replica")) for labels, value in ups if value == 1}
+    wanted = {(r.service, str(r.replica)) for r in descriptor.replicas}
+    return ready and wanted <= up
