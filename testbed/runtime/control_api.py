@@ -1,8 +1,9 @@
 """The control API of the local supervisor (docs/architecture.md, "Control API"), as composable routers.
 
 `create_control_app` assembles:
-- the open routes: GET /healthz, GET /metrics (loopback listener; read-only);
-- the supervisor routes (bearer token): GET /processes, POST /phases;
+- GET /healthz, the only route without the bearer token (it tells nothing but "alive");
+- the supervisor routes (bearer token): GET /metrics (Prometheus scrapes it with the token file),
+  GET /processes, POST /phases;
 - the fault routes (bearer token): the fault controller's router (`sample_shop.faultd.create_control_router`,
   see docs/runtime.md), which hands the process kinds back to the ProcessTable.
 """
@@ -105,7 +106,7 @@ def create_control_app(
     async def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
-    @app.get("/metrics")
+    @app.get("/metrics", dependencies=[auth])
     async def get_metrics() -> Response:
         return Response(metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8")
 

@@ -39,13 +39,21 @@ def prometheus_config(
     load_metrics_port: int,
     control_port: int,
     rules_dir: Path,
+    token_file: Path | None = None,
     scrape_interval_s: float = SCRAPE_INTERVAL_S,
     evaluation_interval_s: float = RULE_EVALUATION_INTERVAL_S,
 ) -> dict[str, Any]:
-    """One `shop` target per replica (labels service, replica), the load exporter and the supervisor."""
+    """One `shop` target per replica (labels service, replica), the load exporter and the supervisor (whose
+    /metrics needs the bearer token in `token_file`)."""
     if not shop_targets:
         raise ValueError("a stack needs at least one shop target")
     interval = duration(scrape_interval_s)
+    testbed_job: dict[str, Any] = {
+        "job_name": TESTBED_JOB,
+        "static_configs": [{"targets": [f"127.0.0.1:{control_port}"]}],
+    }
+    if token_file is not None:  # the control API demands its bearer token on /metrics too (as on kind)
+        testbed_job["authorization"] = {"type": "Bearer", "credentials_file": str(token_file)}
     return {
         "global": {
             "scrape_interval": interval,
@@ -69,7 +77,7 @@ def prometheus_config(
                 ],
             },
             {"job_name": LOAD_JOB, "static_configs": [{"targets": [f"127.0.0.1:{load_metrics_port}"]}]},
-            {"job_name": TESTBED_JOB, "static_configs": [{"targets": [f"127.0.0.1:{control_port}"]}]},
+            testbed_job,
         ],
     }
 

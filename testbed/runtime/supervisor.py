@@ -198,7 +198,11 @@ class Supervisor:
             for r in range(self.options.replicas[s])
         ]
         config = prometheus_config(
-            targets, self.ports.load_metrics, self.ports.control, self.layout.rules_dir
+            targets,
+            self.ports.load_metrics,
+            self.ports.control,
+            self.layout.rules_dir,
+            self.layout.token_file,
         )
         self.layout.prometheus_config.write_text(render_config(config))
         self.processes.add(

@@ -68,7 +68,10 @@ def test_promtool_accepts_the_generated_config(tmp_path: Path) -> None:
     (tmp_path / "rules" / "x.yml").write_text(
         "groups:\n- name: x\n  rules:\n  - record: x:up\n    expr: up\n"
     )
-    config = prometheus_config(_targets({}), PORTS.load_metrics, PORTS.control, tmp_path / "rules")
+    (tmp_path / "token").write_text("secret\n")
+    config = prometheus_config(
+        _targets({}), PORTS.load_metrics, PORTS.control, tmp_path / "rules", tmp_path / "token"
+    )
     path = tmp_path / "prometheus.yml"
     path.write_text(render_config(config))
     result = subprocess.run(

@@ -173,9 +173,11 @@ def test_phases_are_exported(
 
 
 def test_control_api_rejects_bad_requests_clearly(stack: StackDescriptor, control: httpx.Client) -> None:
-    anonymous = httpx.get(f"{stack.control_url}/processes", timeout=5)
-    assert anonymous.status_code == 401
-    assert stack.token_file in anonymous.json()["errors"][0]["message"]
+    for path in ("/processes", "/metrics"):
+        anonymous = httpx.get(f"{stack.control_url}{path}", timeout=5)
+        assert anonymous.status_code == 401, path
+        assert stack.token_file in anonymous.json()["errors"][0]["message"]
+    assert httpx.get(f"{stack.control_url}/healthz", timeout=5).status_code == 200
     cases = [
         ("/phases", {"experiment": "x", "phase": "lunch", "state": "start"}, 422, "unknown phase 'lunch'"),
         ("/phases", {"experiment": "x", "phase": "fault"}, 422, "Field required"),
