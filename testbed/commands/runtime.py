@@ -140,8 +140,8 @@ def up(
     """Start the local stack: every service replica and a real Prometheus (plus Jaeger/Loki/Grafana when
     installed). Waits until every replica's /readyz answers 200 and Prometheus reports up == 1 for every
     target, then prints the URLs. Already up: says so and exits 0. On failure: says which process and why,
-    shows the tail of its log, and leaves nothing running. Ports: TESTBED_PORT_OFFSET; state folder:
-    TESTBED_STATE_DIR (default .testbed/)."""
+    shows the tail of its log, and leaves nothing running (exit 1; bad input: exit 2). Ports:
+    TESTBED_PORT_OFFSET; state folder: TESTBED_STATE_DIR (default .testbed/)."""
     console = _console(stderr=as_json)
     errors = _console(stderr=True)
     try:
