@@ -100,6 +100,9 @@ def read_env_urls(env: Env, name: str, default: tuple[str, ...]) -> tuple[str, .
 
 
 ACCESS_LOG_MODES = ("errors", "all", "off")
+# Head sampling of root spans. Measured on the mixed journeys: 1.0 costs ~15% throughput, 0.1-0.2 ~1-3%.
+# A caller's sampled traceparent is always honoured, so a request sent with one is traced end to end.
+DEFAULT_TRACE_SAMPLE_RATIO = 0.2
 LOG_LEVELS = ("debug", "info", "warning", "error")
 
 
@@ -209,7 +212,9 @@ def load_service_config(service: str, env: Env | None = None) -> ServiceConfig:
         ),
         jwt_ttl_s=read_env_int(env, "SHOP_JWT_TTL_S", 900, 10, 86_400),
         telemetry=read_env_switch(env, "SHOP_TELEMETRY", True),
-        trace_sample_ratio=read_env_float(env, "SHOP_TRACE_SAMPLE_RATIO", 1.0, 0.0, 1.0),
+        trace_sample_ratio=read_env_float(
+            env, "SHOP_TRACE_SAMPLE_RATIO", DEFAULT_TRACE_SAMPLE_RATIO, 0.0, 1.0
+        ),
         otlp_endpoint=otlp,
         client_policy=client_policy,
         log_level=read_env_choice(env, "SHOP_LOG_LEVEL", "info", LOG_LEVELS),

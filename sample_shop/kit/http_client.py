@@ -251,13 +251,10 @@ class HttpClient:
             span = self.tracer.start_span(
                 f"{method} {peer}{route or ''}",
                 kind=SpanKind.CLIENT,
-                attributes={
-                    "http.request.method": method,
-                    "peer.service": peer,
-                    "url.full": base_url + target,
-                    "http.request.resend_count": attempt - 1,
-                },
+                attributes={"http.request.method": method, "peer.service": peer, "server.address": base_url},
             )
+            if attempt > 1:
+                span.set_attribute("http.request.resend_count", attempt - 1)
             headers = {**headers, "traceparent": format_traceparent(span.get_span_context())}
         else:
             current = trace.get_current_span().get_span_context()

@@ -156,8 +156,7 @@ class ShopMiddleware:
                 attributes={
                     "http.request.method": method,
                     "http.route": route,
-                    "url.path": scope["path"],
-                    "synthetic": synthetic,
+                    "synthetic": synthetic,  # few attributes: the SDK validates each one, per span
                 },
             )
             context_token = otel_context.attach(trace.set_span_in_context(span))

@@ -163,8 +163,10 @@ def _interrupt(_signum: int, _frame: Any) -> None:
 
 def main() -> None:
     state = Path(os.environ.get("TESTBED_STATE_DIR", "/tmp/tb-shop"))
-    replicas = {name: int(n) for name, n in (pair.split("=") for pair in sys.argv[1:])}  # e.g. catalog=2
-    shop = ShopProcesses(state, replicas=replicas)
+    pairs = [arg.split("=", 1) for arg in sys.argv[1:]]  # catalog=2 (replicas) or SHOP_TELEMETRY=off (env)
+    replicas = {k: int(v) for k, v in pairs if k in topology.SERVICES}
+    env = {k: v for k, v in pairs if k not in topology.SERVICES}
+    shop = ShopProcesses(state, env=env, replicas=replicas)
     signal.signal(signal.SIGTERM, _interrupt)  # background jobs ignore SIGINT; stop cleanly on SIGTERM too
     try:
         shop.start_all()

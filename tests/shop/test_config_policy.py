@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from sample_shop import topology
-from sample_shop.kit.config import ConfigError, load_service_config
+from sample_shop.kit.config import DEFAULT_TRACE_SAMPLE_RATIO, ConfigError, load_service_config
 from sample_shop.kit.policy import PROFILE_DEFAULTS, PolicyStore, policy_from_env, validate_policy_override
 
 BASE = {"SHOP_ADMIN_TOKEN": "t", "SHOP_JWT_SECRET": "s"}
@@ -22,7 +22,7 @@ def test_defaults_follow_the_env_contract(tmp_path: Path) -> None:
     assert config.database_url == f"sqlite:///{tmp_path}/data/orders.db"
     assert set(config.upstreams) == set(topology.SERVICES["orders"].depends_on)
     assert config.upstreams["payment"] == (f"http://127.0.0.1:{topology.app_port('payment', 0, offset)}",)
-    assert config.telemetry and config.trace_sample_ratio == 1.0
+    assert config.telemetry and config.trace_sample_ratio == DEFAULT_TRACE_SAMPLE_RATIO
     assert config.client_policy == PROFILE_DEFAULTS["resilient"]
     assert config.traces_file == tmp_path / "traces" / "orders-0.jsonl"
 
