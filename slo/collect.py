@@ -13,6 +13,7 @@ JSON object of the series' labels, sorted keys), value (float64).
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +30,13 @@ ALERTS_QUERY_NAME = "slo:alerts"
 ALERTS_QUERY = f'ALERTS{{alertname="{ALERT_NAME}", alertstate="firing"}}'
 BURN_RATE_QUERY_NAME = f"{RULE_PREFIX}:current_burn_rate:ratio"
 SERIES_COLUMNS = ("timestamp", "query", "labels", "value")
+LOOKBACK_S = 300.0  # Prometheus' staleness lookback
+_SELECTOR = re.compile(r"^[a-zA-Z_:][a-zA-Z0-9_:]*(\{.*\})?$", re.DOTALL)
+
+
+def is_selector(promql: str) -> bool:
+    """A plain vector selector (metric{...}) rather than an expression."""
+    return bool(_SELECTOR.match(promql.strip())) and "(" not in promql
 
 
 @dataclass(frozen=True)
@@ -66,12 +74,17 @@ def collect_series(
     end: float,
     step_s: float = topology.SCRAPE_INTERVAL_S,
 ) -> pd.DataFrame:
-    """Range-query every NamedQuery over [start, end] into one long-format DataFrame (columns as in
-    SERIES_COLUMNS). Raises slo.prom.PrometheusError when Prometheus cannot answer."""
+    """Every NamedQuery over [start, end] into one long-format DataFrame (columns as in SERIES_COLUMNS):
+    the raw stored samples of each selector (`Prometheus.samples`), from one staleness lookback before
+    `start` so the first phase has a sample at its start. Other PromQL expressions are range-queried
+    at `step_s`. Raises slo.prom.PrometheusError when Prometheus cannot answer."""
     frames = []
     for q in queries:
-        for series in prom.range(q.promql, start, end, step_s):
-            frames.append(_frame(q.name, series))
+        if is_selector(q.promql):
+            found = prom.samples(q.promql, start - LOOKBACK_S, end)
+        else:
+            found = prom.range(q.promql, start, end, step_s)
+        frames.extend(_frame(q.name, series) for series in found)
     if not frames:
         return empty_series_frame()
     return pd.concat(frames, ignore_index=True)

@@ -15,6 +15,7 @@ from urllib3.util.retry import Retry
 from sample_shop import topology
 
 MAX_POINTS_PER_QUERY = 10_000  # Prometheus refuses more than 11,000 points per series and query
+SAMPLES_CHUNK_S = 6 * 3600.0  # raw-sample reads: 21,600 samples per series at a 1 s scrape
 
 
 class PrometheusError(RuntimeError):
@@ -91,6 +92,33 @@ class Prometheus:
             raise self._fail(f"query {promql!r}", exc) from None
         return [(r.get("metric", {}), float(r["value"][1])) for r in result]
 
+    def samples(self, selector: str, start: float, end: float) -> list[RawSeries]:
+        """The raw stored samples of a selector in (start, end]: an instant query of `selector[<N>s]` at
+        `end`. Cheaper than a range query (no evaluation per step) and exact (true scrape timestamps);
+        for counting it is equivalent to a range query at any step, because a window boundary takes the
+        last sample at or before it either way. Long spans are read in chunks."""
+        if end < start:
+            raise ValueError(f"span end {end} is before its start {start}")
+        pieces: dict[str, tuple[dict[str, str], list[np.ndarray], list[np.ndarray]]] = {}
+        hi = float(end)
+        while hi > start:
+            lo = max(float(start), hi - SAMPLES_CHUNK_S)
+            width = max(1, math.ceil(hi - lo))
+            promql = f"{selector}[{width}s]"
+            try:
+                result = self._client.custom_query(promql, params={"time": f"{hi:.3f}"})
+            except (requests.RequestException, PrometheusApiClientException) as exc:
+                raise self._fail(f"query {promql!r}", exc) from None
+            for r in result:
+                metric = r.get("metric", {})
+                values = np.array(r.get("values", []), dtype=float).reshape(-1, 2)
+                values = values[values[:, 0] > lo] if lo > start else values
+                entry = pieces.setdefault(repr(sorted(metric.items())), (metric, [], []))
+                entry[1].append(values[:, 0])
+                entry[2].append(values[:, 1])
+            hi = lo
+        return _stitch(pieces)
+
     def range(self, promql: str, start: float, end: float, step_s: float) -> list[RawSeries]:
         """A range query over [start, end] (unix seconds), split into chunks below Prometheus' point limit
         and stitched back together per series."""
@@ -121,10 +149,15 @@ class Prometheus:
                 entry[1].append(values[:, 0])
                 entry[2].append(values[:, 1])
             t0 = t1 + step_s
-        out = []
-        for metric, ts_parts, val_parts in pieces.values():
-            ts = np.concatenate(ts_parts)
-            vals = np.concatenate(val_parts)
-            order = np.argsort(ts, kind="stable")
-            out.append(RawSeries(metric, ts[order], vals[order]))
-        return out
+        return _stitch(pieces)
+
+
+def _stitch(pieces: dict[str, tuple[dict[str, str], list[np.ndarray], list[np.ndarray]]]) -> list[RawSeries]:
+    """Chunks of the same series -> one RawSeries in time order (duplicate timestamps dropped)."""
+    out = []
+    for metric, ts_parts, val_parts in pieces.values():
+        ts = np.concatenate(ts_parts)
+        vals = np.concatenate(val_parts)
+        ts, first = np.unique(ts, return_index=True)
+        out.append(RawSeries(metric, ts, vals[first]))
+    return out

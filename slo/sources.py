@@ -22,6 +22,7 @@ from slo.collect import (
     ALERTS_QUERY,
     ALERTS_QUERY_NAME,
     BURN_RATE_QUERY_NAME,
+    LOOKBACK_S,
     SeriesFileError,
     read_series,
     selector_query_name,
@@ -122,8 +123,8 @@ def _alert_series(
 
 
 class PrometheusSource:
-    """Range-queries the raw selectors from a live Prometheus. Data starts `lookback_s` before the span so
-    the first window has a sample at its start."""
+    """Reads the raw samples of the SLOs' selectors from a live Prometheus, from one staleness lookback
+    before the span, so the first window has a sample at its start."""
 
     def __init__(self, prom: Prometheus, span: Window, step_s: float = topology.SCRAPE_INTERVAL_S) -> None:
         self.prom, self.span, self.step_s = prom, span, step_s
@@ -133,20 +134,24 @@ class PrometheusSource:
         self._cache: dict[str, list[RawSeries]] = {}
 
     def prepare(self, slos: Sequence[SLO]) -> None:
-        """Range-query every selector concurrently: Prometheus works in its own process, so a few
-        queries in flight hide most of the HTTP and JSON time."""
+        """Read every selector concurrently: Prometheus works in its own process, so a few queries in
+        flight hide most of the HTTP and JSON time."""
         wanted = {sel.promql() for slo in slos for sel in slo.queried_selectors} | {
             ALERTS_QUERY,
             BURN_RATE_QUERY_NAME,
         }
         todo = sorted(wanted - set(self._cache))
         with ThreadPoolExecutor(max_workers=PREFETCH_WORKERS) as pool:
-            results = pool.map(lambda q: self.prom.range(q, self._grid[0], self.span.end, self.step_s), todo)
+            results = pool.map(self._query, todo)
             self._cache.update(zip(todo, results, strict=True))
+
+    def _query(self, selector: str) -> list[RawSeries]:
+        # from one lookback before the grid, so that the first grid point has a sample at or before it
+        return self.prom.samples(selector, self._grid[0] - LOOKBACK_S, self.span.end)
 
     def _fetch(self, promql: str) -> list[RawSeries]:
         if promql not in self._cache:
-            self._cache[promql] = self.prom.range(promql, self._grid[0], self.span.end, self.step_s)
+            self._cache[promql] = self._query(promql)
         return self._cache[promql]
 
     def events(self, slo: SLO) -> EventSeries:
