@@ -254,6 +254,9 @@ def _run(config: RunConfig, progress: Progress) -> int:
             recent.append((now, total.num_requests))
             window_s = recent[-1][0] - recent[0][0]
             rps = (recent[-1][1] - recent[0][1]) / window_s if window_s > 0 else 0.0
+            if runner.state == STATE_STOPPED:  # the shape ended the run: no "0 users" progress line
+                request_stop("completed")
+                break
             progress.emit(
                 "progress",
                 elapsed_s=round(now - started, 1),
@@ -263,9 +266,7 @@ def _run(config: RunConfig, progress: Progress) -> int:
                 failures=total.num_failures,
                 rps=round(rps, 2),
             )
-            if runner.state == STATE_STOPPED:
-                request_stop("completed")
-            elif config.parent_pid is not None and os.getppid() != config.parent_pid:
+            if config.parent_pid is not None and os.getppid() != config.parent_pid:
                 request_stop("parent_gone")
             elif now - started > stop_after_s:
                 request_stop("deadline")
