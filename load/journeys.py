@@ -345,6 +345,18 @@ class ShopUser(FastHttpUser):
         self.pause()
         self.pay(expected_total=cart["total_cents"])
 
+    @task(4)
+    def sign_in_again(self) -> None:
+        """A returning shopper signs in (another device, an expired session). Without this journey logins
+        happen only when a simulated user starts, so the login SLOs would see no events during an
+        experiment's phases and the gate could never judge them."""
+        self.journey = "login"
+        if not self.registered:
+            self.ensure_login()
+            return
+        if not self.login():
+            raise JourneyFailed("login failed")  # already recorded as a failed request
+
     @task(2)
     def order_history(self) -> None:
         """Check past orders."""
