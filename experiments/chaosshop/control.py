@@ -161,6 +161,11 @@ def after_experiment_control(
         return
     if run.failed_actions:
         journal["status"] = "failed"  # the after-hypothesis may have reset it
+    before = (journal.get("steady_states") or {}).get("before") or {}
+    if before and not before.get("steady_state_met", True):
+        # chaoslib ends a run whose initial steady state is not met as "completed" (exit 0): the method
+        # never ran, so nothing was learned - that is a failure, not a pass
+        journal["status"] = "failed"
     journal.setdefault("extensions", []).append(
         {
             "name": EXTENSION,

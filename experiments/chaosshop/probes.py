@@ -8,13 +8,14 @@ can judge the fault phase). The window never reaches back before this experiment
 
 No data. Once this experiment's load runs, a window with fewer than `min_events` events raises (an
 experiment without traffic proves nothing, so it fails). Before the load has started - the steady-state
-check that precedes the method - there is no traffic to judge: SLI probes then answer
+check that precedes the method - there is no traffic of this experiment to judge: SLI probes then answer
 `{"judged": false, "sli": 1.0, "why": ...}` and leave that check to the health probes."""
 
 from __future__ import annotations
 
 import functools
 import math
+import os
 import time
 from typing import Any
 
@@ -41,11 +42,13 @@ __all__ = [
     "breaker_open",
     "client_retry_ratio",
     "error_ratio",
+    "kubernetes_context",
     "latency_quantile",
     "process_memory_mb",
     "replicas_up",
     "slo_sli",
     "stack_healthy",
+    "stack_target",
 ]
 
 MIN_WINDOW_S = int(4 * SCRAPE_INTERVAL_S)  # shorter windows see too few scrapes to compute an increase
@@ -127,14 +130,14 @@ def slo_sli(
         "good": round(good, 3),
         "total": round(total, 3),
     }
+    if not load_ran:  # other traffic (an earlier experiment's tail) is not this experiment's to judge
+        return base | {
+            "sli": 1.0,
+            "objective_met": True,
+            "judged": False,
+            "why": "no load ran in this experiment yet: nothing to judge (health probes judge the gate)",
+        }
     if total < needed:
-        if not load_ran:
-            return base | {
-                "sli": 1.0,
-                "objective_met": True,
-                "judged": False,
-                "why": "no load ran in this experiment yet: nothing to judge (health probes judge the gate)",
-            }
         raise RuntimeError(
             f"no data: {total:.0f} events of {slo} in the last {seconds} s, fewer than min_events={needed}. "
             "Is the load running and reaching the journey? (raise users or the window)"
@@ -152,6 +155,24 @@ def _service_matcher(service: str | None, route: str | None) -> str:
     return ", ".join(parts)
 
 
+def _measured(
+    value: float | None, events: float, needed: Any, seconds: int, load_ran: bool, neutral: float, what: str
+) -> dict[str, Any]:
+    """The common answer of the traffic probes: {"value", "events", "window_s", "judged"}; tolerate it
+    with `{type: range, target: value, range: [lo, hi]}`. Before this experiment's load ran: not judged,
+    `value` is the neutral one (nothing observed)."""
+    base = {"window_s": seconds, "events": round(events, 3)}
+    if not load_ran:
+        return base | {
+            "value": neutral,
+            "judged": False,
+            "why": "no load ran in this experiment yet: nothing to judge (health probes judge the gate)",
+        }
+    if value is None or events < number(needed, "min_events", 1, 1e9):
+        raise RuntimeError(f"no data: {events:.0f} {what} in the last {seconds} s (min_events={needed})")
+    return base | {"value": round(value, 5), "judged": True}
+
+
 def error_ratio(
     service: str | None = None,
     route: str | None = None,
@@ -160,18 +181,17 @@ def error_ratio(
     min_events: Any = 10,
     during_phase: str | None = None,
     configuration: Configuration = None,
-) -> float:
+) -> dict[str, Any]:
     """Share of 5xx answers of `service` (default the gateway), optionally of one route, over the window."""
-    seconds, at, _ = _window(window_s, since_phase, during_phase)
+    seconds, at, load_ran = _window(window_s, since_phase, during_phase)
     matcher = _service_matcher(service, route)
     total_q = f"sum(increase({HTTP_REQUESTS.name}{{{matcher}}}[{seconds}s] @ {at:.3f}))"
     bad_q = f'sum(increase({HTTP_REQUESTS.name}{{{matcher}, status_class="5xx"}}[{seconds}s] @ {at:.3f}))'
     with _prometheus(configuration) as prom:
         total = _scalar(prom, total_q) or 0.0
         bad = _scalar(prom, bad_q) or 0.0
-    if total < number(min_events, "min_events", 1, 1e9):
-        raise RuntimeError(f"no data: {total:.0f} requests to {matcher} in the last {seconds} s")
-    return round(bad / total, 5)
+    ratio = bad / total if total else None
+    return _measured(ratio, total, min_events, seconds, load_ran, 0.0, f"requests to {matcher}")
 
 
 def latency_quantile(
@@ -180,22 +200,20 @@ def latency_quantile(
     route: str | None = None,
     window_s: Any = 30,
     since_phase: str | None = None,
+    min_events: Any = 10,
     during_phase: str | None = None,
     configuration: Configuration = None,
-) -> float:
+) -> dict[str, Any]:
     """The `quantile` of server-side latency in seconds (histogram_quantile over the window)."""
     q = number(quantile, "quantile", 0.0, 1.0)
-    seconds, at, _ = _window(window_s, since_phase, during_phase)
+    seconds, at, load_ran = _window(window_s, since_phase, during_phase)
     matcher = _service_matcher(service, route)
-    promql = (
-        f"histogram_quantile({q:g}, sum by (le) "
-        f"(increase({HTTP_DURATION.name}_bucket{{{matcher}}}[{seconds}s] @ {at:.3f})))"
-    )
+    buckets = f"increase({HTTP_DURATION.name}_bucket{{{matcher}}}[{seconds}s] @ {at:.3f})"
+    count = f"sum(increase({HTTP_DURATION.name}_count{{{matcher}}}[{seconds}s] @ {at:.3f}))"
     with _prometheus(configuration) as prom:
-        value = _scalar(prom, promql)
-    if value is None:
-        raise RuntimeError(f"no data: no request to {matcher} in the last {seconds} s")
-    return round(value, 4)
+        value = _scalar(prom, f"histogram_quantile({q:g}, sum by (le) ({buckets}))")
+        events = _scalar(prom, count) or 0.0
+    return _measured(value, events, min_events, seconds, load_ran, 0.0, f"requests to {matcher}")
 
 
 def client_retry_ratio(
@@ -206,22 +224,19 @@ def client_retry_ratio(
     min_events: Any = 5,
     during_phase: str | None = None,
     configuration: Configuration = None,
-) -> float:
+) -> dict[str, Any]:
     """Retries per outbound call (`shop_client_retries_total` / first attempts) of `service` (all callers
     when not given), optionally towards one `peer`: 0 when nothing is retried, 3 when every call is tried
     4 times."""
-    seconds, at, _ = _window(window_s, since_phase, during_phase)
+    seconds, at, load_ran = _window(window_s, since_phase, during_phase)
     labels = [f'{k}="{v}"' for k, v in (("service", service), ("peer", peer)) if v]
     sel = "{" + ", ".join(labels) + "}"
     with _prometheus(configuration) as prom:
         retries = _scalar(prom, f"sum(increase({CLIENT_RETRIES.name}{sel}[{seconds}s] @ {at:.3f}))") or 0.0
         calls = _scalar(prom, f"sum(increase({CLIENT_REQUESTS.name}{sel}[{seconds}s] @ {at:.3f}))") or 0.0
     first_attempts = calls - retries  # every attempt is counted in CLIENT_REQUESTS
-    if first_attempts < number(min_events, "min_events", 1, 1e9):
-        raise RuntimeError(
-            f"no data: {first_attempts:.0f} outbound calls matching {sel} in the last {seconds} s"
-        )
-    return round(retries / first_attempts, 4)
+    ratio = retries / first_attempts if first_attempts > 0 else None
+    return _measured(ratio, first_attempts, min_events, seconds, load_ran, 0.0, f"outbound calls {sel}")
 
 
 def breaker_open(service: str, peer: str, configuration: Configuration = None) -> bool:
@@ -270,3 +285,21 @@ def stack_healthy(configuration: Configuration = None) -> bool:
     up = {(labels.get("service"), labels.get("replica")) for labels, value in ups if value == 1}
     wanted = {(r.service, str(r.replica)) for r in descriptor.replicas}
     return ready and wanted <= up
+
+
+def stack_target(configuration: Configuration = None) -> str:
+    """Where the stack runs: "local" or "kind" (from stack.json). Kind-only experiments tolerate "kind"."""
+    return stack(configuration).target
+
+
+def kubernetes_context() -> str:
+    """The Kubernetes context chaostoolkit-kubernetes will use (KUBERNETES_CONTEXT). Unset is an error, so a
+    kind-only experiment never acts on whatever cluster the kubeconfig happens to point at; tolerate it with
+    `{type: regex, pattern: "^kind-"}`."""
+    context = os.environ.get("KUBERNETES_CONTEXT", "").strip()
+    if not context:
+        raise RuntimeError(
+            "KUBERNETES_CONTEXT is not set: set it to the kind cluster's context (kind-chaos-shop for "
+            "`make cluster`), so that this experiment cannot act on another cluster"
+        )
+    return context
