@@ -98,6 +98,8 @@ def fake_extras(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
         script.chmod(0o755)
     monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
     monkeypatch.setenv("FAKE_RECORD_DIR", str(records))
+    # the kit samples 20% of root spans by default; the one request below must be traced
+    monkeypatch.setenv("SHOP_TRACE_SAMPLE_RATIO", "1.0")
     return records
 
 
