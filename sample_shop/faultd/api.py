@@ -160,7 +160,7 @@ def create_app(controller: FaultController, token: str, phases: PhaseBoard | Non
             "error": controller.last_discovery_error,
         }
 
-    @app.get("/metrics")
+    @app.get("/metrics", dependencies=[Depends(bearer_check(token))])  # Prometheus sends the token
     async def metrics() -> Response:
         return Response(board.render(), media_type="text/plain; version=0.0.4; charset=utf-8")
 
