@@ -124,3 +124,11 @@ def test_kind_only_experiments_use_one_chaostoolkit_kubernetes_action_each() -> 
         assert {"stack-is-kind", "kubernetes-context-is-kind"} <= set(names), entry.id
         actions.append(next(iter(sorted(used))))
     assert len(set(actions)) == len(actions), "one kind-only experiment per chaostoolkit-kubernetes action"
+
+
+def test_docs_list_every_kind_and_experiment() -> None:
+    from sample_shop.kit.faultspec import KINDS
+
+    text = (REPO / "docs" / "faults.md").read_text()
+    missing = [k for k in KINDS if f"| `{k}` |" not in text] + [i for i in IDS if f"| `{i}`" not in text]
+    assert not missing, f"docs/faults.md does not list {missing}"
