@@ -1,0 +1,124 @@
+"""What the progress display shows while an experiment runs: the phase (from the phase gauge the chaosshop
+control sets), throughput, error ratio and p95 latency as shoppers see them, the SLO burning fastest and
+the burn-rate alerts firing. Read from Prometheus (slo.prom, the one Prometheus client) every couple of
+seconds; `summarize` and `format_line` are pure."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from slo.prom import Prometheus, PrometheusError
+from testbed.experiment import queries
+from testbed.experiment.schedule import Position
+
+Vector = list[tuple[dict[str, str], float]]
+
+
+@dataclass(frozen=True)
+class LiveSample:
+    phase: str | None = None
+    rps: float | None = None
+    error_ratio: float | None = None
+    p95_s: float | None = None
+    worst_slo: str | None = None
+    worst_sli: float | None = None
+    worst_burn: float | None = None
+    alerts: tuple[str, ...] = field(default_factory=tuple)
+    error: str | None = None  # Prometheus could not answer (shown, not fatal while running)
+
+
+def _scalar(vector: Vector) -> float | None:
+    for _, value in vector:
+        if math.isfinite(value):
+            return value
+    return None
+
+
+def summarize(
+    phase: Vector, rps: Vector, failed: Vector, p95: Vector, slo_error: Vector, budget: Vector, alerts: Vector
+) -> LiveSample:
+    """Instant-query results -> one LiveSample (pure)."""
+    current = next((labels.get("phase") for labels, value in phase if value >= 1), None)
+    total = _scalar(rps)
+    bad = _scalar(failed) or 0.0
+    budgets = {labels.get("slo", ""): value for labels, value in budget if value > 0}
+    worst: tuple[float, str, float] | None = None
+    for labels, err in slo_error:
+        name = labels.get("slo", "")
+        if not math.isfinite(err) or name not in budgets:
+            continue
+        burn = err / budgets[name]
+        if worst is None or burn > worst[0]:
+            worst = (burn, name, 1.0 - err)
+    firing = sorted({labels.get("slo") or labels.get("alertname", "?") for labels, _ in alerts})
+    return LiveSample(
+        phase=current,
+        rps=total,
+        error_ratio=(bad / total) if total else None,
+        p95_s=_scalar(p95),
+        worst_slo=worst[1] if worst else None,
+        worst_sli=worst[2] if worst else None,
+        worst_burn=worst[0] if worst else None,
+        alerts=tuple(firing),
+    )
+
+
+def sample(prom: Prometheus, experiment_id: str) -> LiveSample:
+    try:
+        return summarize(
+            prom.instant(queries.live_phase_query(experiment_id)),
+            prom.instant(queries.LIVE_RPS),
+            prom.instant(queries.LIVE_FAILED_RPS),
+            prom.instant(queries.LIVE_P95),
+            prom.instant(queries.LIVE_SLO_ERROR),
+            prom.instant(queries.LIVE_SLO_BUDGET),
+            prom.instant(queries.LIVE_ALERTS),
+        )
+    except PrometheusError as exc:
+        return LiveSample(error=str(exc).split(". ")[0])
+
+
+def _pct(x: float | None) -> str:
+    return "-" if x is None else f"{x * 100:.1f}%"
+
+
+def _clock(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    whole = round(seconds)
+    return f"{whole // 60}:{whole % 60:02d}"
+
+
+def phase_text(pos: Position) -> str:
+    if pos.phase is None:
+        return "starting (steady-state check, load start)"
+    text = f"{pos.phase} ({pos.index}/{pos.count}) {_clock(pos.left_s)} left"
+    return text + (f", then {pos.next_phase}" if pos.next_phase else "")
+
+
+def metrics_text(s: LiveSample) -> str:
+    if s.error:
+        return f"metrics unavailable: {s.error}"
+    parts = [
+        f"rps {s.rps:.1f}" if s.rps is not None else "rps -",
+        f"errors {_pct(s.error_ratio)}",
+        f"p95 {s.p95_s * 1000:.0f} ms" if s.p95_s is not None else "p95 -",
+    ]
+    if s.worst_slo:
+        parts.append(f"worst SLO {s.worst_slo} {_pct(s.worst_sli)} (burn {s.worst_burn:.1f}x)")
+    if s.alerts:
+        parts.append(f"alerts: {', '.join(s.alerts[:3])}" + (" ..." if len(s.alerts) > 3 else ""))
+    return "  ".join(parts)
+
+
+def format_line(elapsed_s: float, pos: Position, s: LiveSample) -> str:
+    """One progress line (logs, CI): elapsed time, phase and time left, live numbers."""
+    return f"{_clock(elapsed_s):>6}  {phase_text(pos)}  |  {metrics_text(s)}"
+
+
+def worst_of(samples: Sequence[LiveSample]) -> LiveSample | None:
+    """The sample with the highest burn (for the end-of-run summary)."""
+    burning = [s for s in samples if s.worst_burn is not None]
+    return max(burning, key=lambda s: s.worst_burn or 0.0) if burning else None

@@ -1,0 +1,534 @@
+"""One experiment end to end: lock, stack up and ready, `chaos run` under load with live progress, rollback
+whatever happens, collect, judge, render. `run_experiment` is what `testbed experiment run` and the
+benchmark call; everything before the run folder exists raises ExperimentError (exit 2)."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import signal
+import threading
+import time
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from load.control import current_load
+from load.profiles import LoadConfigError, resolve_params
+from sample_shop.topology import StackDescriptor
+from slo.evaluate import GateReport
+from slo.gate import CannotJudge, check_run
+from slo.prom import Prometheus
+from slo.report import gate_message
+from testbed.experiment import live
+from testbed.experiment.catalog import PHASE_KEYS, Experiment, ExperimentFileError, resolve_experiment
+from testbed.experiment.chaos import DEFAULT_HYPOTHESIS_FREQUENCY_S, ChaosProcess, chaos_binary, chaos_command
+from testbed.experiment.collect import Collected, collect_run, relocate_load, telemetry_files
+from testbed.experiment.errors import ExperimentError
+from testbed.experiment.lock import ExperimentBusy, ExperimentLock
+from testbed.experiment.outcome import (
+    EXIT_CANNOT_JUDGE,
+    exit_code,
+    hypothesis_summary,
+    run_status,
+    verdict_line,
+)
+from testbed.experiment.progress import ProgressView, QuietView
+from testbed.experiment.safety import clear_everything
+from testbed.experiment.schedule import PhasePlan, hard_timeout_s, overhead_s, plan_phases, position
+from testbed.experiment.telemetry import snapshot
+from testbed.runfolder import (
+    RunInfo,
+    RunPaths,
+    create_run,
+    iso,
+    update_latest,
+    write_json,
+    write_run_info,
+)
+from testbed.runtime import get_target
+from testbed.runtime.base import RuntimeFailure, Target, UpOptions
+
+SAMPLE_EVERY_S = 2.0
+ANSI = re.compile(r"\x1b\[[0-9;]*m")
+READY_WAIT_S = 60.0
+DEFAULT_UP_TIMEOUT_S = 90.0
+
+
+@dataclass
+class RunRequest:
+    experiment: str
+    target: str = "local"
+    profile: str | None = None
+    users: int | None = None
+    overrides: dict[str, float | None] = field(default_factory=dict)  # phase -> seconds
+    variables: dict[str, str] = field(default_factory=dict)  # other configuration entries
+    runs_dir: Path = Path("runs")
+    state_dir: Path = Path(".testbed")
+    hypothesis_frequency_s: float = DEFAULT_HYPOTHESIS_FREQUENCY_S
+    up_timeout_s: float = DEFAULT_UP_TIMEOUT_S
+    render: bool = True
+
+
+@dataclass
+class RunOutcome:
+    run: RunPaths
+    info: RunInfo
+    gate: GateReport | None
+    exit_code: int
+
+
+# --------------------------------------------------------------------------------------------------
+# Before the run: what to run, with which values (pure)
+# --------------------------------------------------------------------------------------------------
+
+
+def chaos_configuration(
+    exp: Experiment,
+    plan: PhasePlan,
+    *,
+    profile: str | None,
+    users: int | None,
+    variables: Mapping[str, str],
+    state_dir: Path,
+    load_out: Path,
+) -> dict[str, Any]:
+    """The configuration values handed to `chaos run` (a var file): the phase durations, the user's
+    overrides (only of entries the experiment declares: Chaos Toolkit ignores undeclared ones), the state
+    folder and where the load writes its results."""
+    declared = exp.configuration
+    conf: dict[str, Any] = dict(plan.config_values())
+    keys = ", ".join(sorted(declared))
+    for option, key, value in (("--profile", "profile", profile), ("--users", "users", users)):
+        if value is None:
+            continue
+        if key not in declared:
+            raise ExperimentError(
+                "input",
+                f"{option}: the experiment {exp.name} has no `{key}` configuration to override",
+                hint=f"its configuration: {keys}",
+            )
+        conf[key] = value
+    for key, value in variables.items():
+        if key in PHASE_KEYS.values():
+            phase = key.removesuffix("_s")
+            raise ExperimentError("input", f"--var {key}: set phase durations with --{phase} instead")
+        if key not in declared:
+            raise ExperimentError(
+                "input",
+                f"--var {key}: the experiment {exp.name} declares no configuration `{key}`",
+                hint=f"its configuration: {keys}",
+            )
+        conf[key] = value
+    effective_profile = str(conf.get("profile", declared.get("profile", "steady")))
+    try:
+        resolve_params(effective_profile, conf.get("users", declared.get("users")), plan.total_s)
+    except LoadConfigError as exc:
+        option = {"profile": "--profile", "users": "--users"}.get(exc.field, exc.field)
+        raise ExperimentError("input", f"{option}: {exc.message}") from None
+    if "state_dir" in declared:
+        conf["state_dir"] = str(state_dir)
+    if "load_out" in declared:
+        conf["load_out"] = str(load_out)
+    return conf
+
+
+def resolve(request: RunRequest) -> tuple[Experiment, PhasePlan]:
+    try:
+        exp = resolve_experiment(request.experiment)
+    except ExperimentFileError as exc:
+        raise ExperimentError("input", str(exc)) from None
+    if exp.target != request.target:
+        raise ExperimentError(
+            "input",
+            f"the experiment {exp.name} is for the {exp.target} target, not {request.target}",
+            hint=f"run it with --target {exp.target} (make experiment TARGET={exp.target})",
+        )
+    try:
+        plan = plan_phases(exp.durations, request.overrides)
+    except ValueError as exc:
+        raise ExperimentError("input", str(exc)) from None
+    chaos_configuration(  # validates the overrides before anything starts
+        exp,
+        plan,
+        profile=request.profile,
+        users=request.users,
+        variables=request.variables,
+        state_dir=request.state_dir,
+        load_out=request.runs_dir,
+    )
+    return exp, plan
+
+
+# --------------------------------------------------------------------------------------------------
+# The stack
+# --------------------------------------------------------------------------------------------------
+
+
+def _failure(failure: RuntimeFailure) -> ExperimentError:
+    detail = f"last lines of {failure.log_path or 'its log'}:\n{failure.log_tail}" if failure.log_tail else ""
+    return ExperimentError("stack", f"the stack could not start: {failure.message}", failure.hint, detail)
+
+
+def ensure_stack(target: Target, exp: Experiment, up_timeout_s: float, view: ProgressView) -> StackDescriptor:
+    """The running stack (checked healthy), or a new one with the replicas the experiment requires."""
+    try:
+        stack: StackDescriptor | None = target.descriptor()
+    except RuntimeFailure:
+        stack = None
+    if stack is None:
+        view.stage(f"starting the stack ({target.name})")
+        replicas = {**UpOptions().replicas, **exp.required_replicas}
+        try:
+            return target.up(UpOptions(replicas=replicas, timeout_s=up_timeout_s), progress=view.startup)
+        except RuntimeFailure as failure:
+            raise _failure(failure) from None
+    short = {s: n for s, n in exp.required_replicas.items() if len(stack.replicas_of(s)) < n}
+    if short:
+        need = ",".join(f"{s}={n}" for s, n in exp.required_replicas.items())
+        raise ExperimentError(
+            "stack",
+            f"the experiment {exp.name} needs replicas {need}; the running stack has "
+            + ", ".join(f"{s}={len(stack.replicas_of(s))}" for s in short),
+            hint=f"`testbed down`, then run the experiment again (it starts the stack with {need}), "
+            f"or `testbed up --replicas {need}`",
+        )
+    deadline = time.monotonic() + READY_WAIT_S
+    while True:
+        status = target.status()
+        if status.healthy:
+            return stack
+        if time.monotonic() > deadline:
+            bad = [
+                f"{p.service}{'' if p.replica is None else f'-{p.replica}'}: {p.health}"
+                for p in status.processes
+                if not p.healthy
+            ]
+            raise ExperimentError(
+                "stack",
+                f"the stack is up but not healthy after {READY_WAIT_S:g} s: "
+                + ("; ".join(bad) or status.message),
+                hint="`testbed status` shows every process; `testbed down && testbed up` restarts it",
+            )
+        time.sleep(0.5)
+
+
+# --------------------------------------------------------------------------------------------------
+# Signals: Ctrl-C and SIGTERM become "interrupt the experiment", which rolls back
+# --------------------------------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def _interrupts() -> Iterator[list[int]]:
+    received: list[int] = []
+    if threading.current_thread() is not threading.main_thread():
+        yield received
+        return
+
+    def handler(signum: int, _frame: Any) -> None:
+        received.append(signum)
+
+    old = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield received
+    finally:
+        for sig, previous in old.items():
+            signal.signal(sig, previous)
+
+
+# --------------------------------------------------------------------------------------------------
+# The run
+# --------------------------------------------------------------------------------------------------
+
+
+def run_experiment(request: RunRequest, view: ProgressView | None = None) -> RunOutcome:
+    view = view or QuietView()
+    started_wall = time.time()
+    exp, plan = resolve(request)
+    state_dir = request.state_dir.resolve()
+    try:
+        target = get_target(request.target, state_dir)
+    except RuntimeFailure as failure:
+        raise ExperimentError("stack", failure.message, failure.hint) from None
+    lock = ExperimentLock(state_dir)
+    try:
+        lock.acquire(exp.name)
+    except ExperimentBusy as exc:
+        raise ExperimentError("busy", str(exc)) from None
+    try:
+        t_stack = time.monotonic()
+        stack = ensure_stack(target, exp, request.up_timeout_s, view)
+        stack_s = time.monotonic() - t_stack
+        return _run(request, exp, plan, stack, state_dir, view, started_wall, stack_s)
+    finally:
+        lock.release()
+
+
+def _run(
+    request: RunRequest,
+    exp: Experiment,
+    plan: PhasePlan,
+    stack: StackDescriptor,
+    state_dir: Path,
+    view: ProgressView,
+    started_wall: float,
+    stack_s: float,
+) -> RunOutcome:
+    run = create_run(request.runs_dir.resolve(), exp.name, datetime.now(UTC))
+    conf = chaos_configuration(
+        exp,
+        plan,
+        profile=request.profile,
+        users=request.users,
+        variables=request.variables,
+        state_dir=state_dir,
+        load_out=run.load_dir,
+    )
+    info = RunInfo(
+        id=run.id,
+        experiment=exp.name,
+        title=exp.title,
+        experiment_file=str(exp.path),
+        target=request.target,
+        profile=str(conf.get("profile", exp.configuration.get("profile", ""))),
+        config={**{k: v for k, v in exp.configuration.items() if not isinstance(v, dict)}, **conf},
+        started=iso(time.time()),
+        stack={
+            k: getattr(stack, k)
+            for k in (
+                "target",
+                "gateway_url",
+                "prometheus_url",
+                "control_url",
+                "grafana_url",
+                "jaeger_url",
+                "state_dir",
+            )
+        },
+    )
+    write_run_info(run, info)
+    try:
+        return _execute(run, info, conf, request, exp, plan, stack, state_dir, view, started_wall, stack_s)
+    except BaseException as exc:  # our own error or a second Ctrl-C: the run folder says so
+        info.status = "interrupted" if isinstance(exc, KeyboardInterrupt) else "error"
+        info.exit_code = 130 if isinstance(exc, KeyboardInterrupt) else EXIT_CANNOT_JUDGE
+        info.message = f"the orchestrator stopped: {exc!r}"
+        info.ended = iso(time.time())
+        write_run_info(run, info)
+        raise
+
+
+def _execute(
+    run: RunPaths,
+    info: RunInfo,
+    conf: dict[str, Any],
+    request: RunRequest,
+    exp: Experiment,
+    plan: PhasePlan,
+    stack: StackDescriptor,
+    state_dir: Path,
+    view: ProgressView,
+    started_wall: float,
+    stack_s: float,
+) -> RunOutcome:
+    write_json(run.chaos_vars, {"configuration": conf})
+    marks = snapshot(telemetry_files(stack))
+    env = {**os.environ, "TESTBED_STATE_DIR": str(state_dir)}
+    if stack.kubernetes_context and "KUBERNETES_CONTEXT" not in env:
+        env["KUBERNETES_CONTEXT"] = stack.kubernetes_context
+    command = chaos_command(
+        exp.path, run, hypothesis_frequency_s=request.hypothesis_frequency_s, chaos=chaos_binary()
+    )
+    view.stage(f"run folder {run.root}")
+    view.stage(
+        f"running {exp.name}: "
+        + ", ".join(f"{name} {seconds:g}s" for name, seconds in plan.durations)
+        + " (Ctrl-C stops it and rolls back)"
+    )
+    run_start = time.time() - 1.0
+    chaos: ChaosProcess | None = None
+    interrupted = timed_out = False
+    load_out: str | None = None
+    cleanup: dict[str, Any] = {}
+    try:
+        with _interrupts() as signals:
+            chaos = ChaosProcess(command, run, env)
+            threading.Thread(target=_prewarm, name="prewarm", daemon=True).start()
+            deadline = time.monotonic() + hard_timeout_s(plan)
+            t_chaos = time.monotonic()
+            phase, phase_seen = None, None
+            with Prometheus(stack.prometheus_url, timeout_s=2.0) as prom:
+                while chaos.poll() is None:
+                    if signals and not interrupted:
+                        interrupted = True
+                        view.stage("interrupted: stopping the experiment, rolling back (wait for it)")
+                        chaos.interrupt()
+                    if time.monotonic() > deadline and not timed_out:
+                        timed_out = True
+                        view.stage(
+                            f"hard timeout ({hard_timeout_s(plan):.0f} s) reached: stopping, rolling back"
+                        )
+                        chaos.interrupt()
+                    chaos.escalate()
+                    sample = live.sample(prom, exp.name)
+                    if sample.phase and sample.phase != phase:
+                        phase, phase_seen = sample.phase, time.time()
+                    handle = current_load(state_dir)
+                    if handle is not None:
+                        load_out = handle.out_dir
+                    now = time.time()
+                    view.update(time.monotonic() - t_chaos, position(plan, phase, phase_seen, now), sample)
+                    _sleep_while_running(chaos, SAMPLE_EVERY_S)
+            chaos_s = time.monotonic() - t_chaos
+    finally:
+        if chaos is not None and chaos.poll() is None:  # an error of our own: never leave chaos running
+            chaos.stop()
+        view.stage("rollback check: clearing every fault and stopping the load")
+        cleanup = clear_everything(stack, state_dir)
+        _strip_colours(run.chaos_log)
+    run_end = time.time()
+    view.close()
+    return _finish(
+        run,
+        info,
+        exp,
+        plan,
+        stack,
+        chaos,
+        cleanup,
+        interrupted,
+        timed_out,
+        load_out,
+        run_start,
+        run_end,
+        marks,
+        request,
+        view,
+        started_wall,
+        {"stack_s": round(stack_s, 2), "chaos_s": round(chaos_s, 2)},
+    )
+
+
+def _prewarm() -> None:
+    """Import what collection, judging and rendering need while the phases run (seconds of CPU that would
+    otherwise follow the run)."""
+    with contextlib.suppress(Exception):
+        import slo.compare  # noqa: F401
+        import testbed.report.plots  # noqa: F401
+
+
+def _strip_colours(path: Path) -> None:
+    """chaoslib colours its log lines even when not on a terminal; chaos.log is read as plain text."""
+    with contextlib.suppress(OSError):
+        text = path.read_text(errors="replace")
+        path.write_text(ANSI.sub("", text))
+
+
+def _sleep_while_running(chaos: ChaosProcess, seconds: float) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline and chaos.poll() is None:
+        time.sleep(0.1)
+
+
+def _read_journal(run: RunPaths) -> dict[str, Any] | None:
+    try:
+        data = json.loads(run.journal_json.read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def _journal_load_out(journal: dict[str, Any] | None) -> str | None:
+    for entry in (journal or {}).get("run") or []:
+        output = entry.get("output") if isinstance(entry, dict) else None
+        if isinstance(output, dict) and output.get("out_dir") and "pid" in output:
+            return str(output["out_dir"])
+    return None
+
+
+def _finish(
+    run: RunPaths,
+    info: RunInfo,
+    exp: Experiment,
+    plan: PhasePlan,
+    stack: StackDescriptor,
+    chaos: ChaosProcess | None,
+    cleanup: dict[str, Any],
+    interrupted: bool,
+    timed_out: bool,
+    load_out: str | None,
+    run_start: float,
+    run_end: float,
+    marks: dict[str, int],
+    request: RunRequest,
+    view: ProgressView,
+    started_wall: float,
+    timing: dict[str, float],
+) -> RunOutcome:
+    journal = _read_journal(run)
+    chaos_exit = chaos.popen.returncode if chaos is not None else None
+    status, why = run_status(journal, chaos_exit, interrupted=interrupted, timed_out=timed_out)
+    moved = relocate_load(run, _journal_load_out(journal) or load_out)
+    view.stage("collecting metrics, traces and logs")
+    t = time.monotonic()
+    collected: Collected = collect_run(run, stack, exp.name, plan, journal, run_start, run_end, marks)
+    timing["collect_s"] = round(time.monotonic() - t, 2)
+    if moved:
+        collected.notes.append(moved)
+    view.stage("judging the SLOs")
+    t = time.monotonic()
+    gate: GateReport | None = None
+    gate_error = ""
+    try:
+        gate, _ = check_run(run.root)
+    except CannotJudge as exc:
+        gate_error = str(exc)
+    timing["judge_s"] = round(time.monotonic() - t, 2)
+    if collected.errors and status in ("completed", "deviated"):
+        status, why = "error", "; ".join(collected.errors)
+    code = exit_code(status, gate.exit_code if gate else None)
+    message = verdict_line(
+        status, why, gate.status if gate else None, gate_message(gate) if gate else gate_error
+    )
+    info.ended = iso(run_end)
+    info.status = status
+    info.verdict = gate.status if gate else None
+    info.exit_code = code
+    info.message = message
+    info.hypothesis = hypothesis_summary(journal)
+    info.chaos = {
+        "exit_code": chaos_exit,
+        "journal_status": (journal or {}).get("status"),
+        "deviated": (journal or {}).get("deviated"),
+        "why": why,
+        "command": chaos.command if chaos else [],
+    }
+    if gate_error:
+        info.chaos["gate_error"] = gate_error
+    info.cleanup = cleanup
+    info.collection = collected.to_dict()
+    write_run_info(run, info)
+    if request.render:
+        view.stage("rendering report.html")
+        t = time.monotonic()
+        try:
+            from testbed.report.render import render_report
+
+            render_report(run)
+        except Exception as exc:  # the verdict stands; the report's failure is said loudly
+            info.collection.setdefault("errors", []).append(f"report.html not rendered: {exc!r}")
+        timing["render_s"] = round(time.monotonic() - t, 2)
+    update_latest(run.root.parent, run)
+    wall = time.time() - started_wall
+    info.timing = {
+        **timing,
+        "wall_s": round(wall, 2),
+        "phases_s": plan.total_s,
+        "overhead_s": round(overhead_s(wall, plan), 2),
+    }
+    write_run_info(run, info)
+    return RunOutcome(run, info, gate, code)
