@@ -24,7 +24,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m bench",
         description="Measure the testbed's figures on this machine and write bench/RESULTS.md and "
-        "bench/results.json (a --smoke run writes to bench/out/ instead).",
+        "bench/results.json (a --smoke or --only run writes to bench/out/ instead).",
     )
     parser.add_argument(
         "--smoke", action="store_true", help="tiny durations, one repeat: keeps benchmarks working"
@@ -68,7 +68,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if args.only:
         benchmarks = {name: b for name, b in benchmarks.items() if name in args.only}
-    out = args.out or (BENCH_DIR / "out" if args.smoke else BENCH_DIR)
+    # RESULTS.md holds one complete run: smoke and partial (--only) runs go to bench/out/ unless told so
+    out = args.out or (BENCH_DIR / "out" if args.smoke or args.only else BENCH_DIR)
     out.mkdir(parents=True, exist_ok=True)
     machine = machine_info()
     with tempfile.TemporaryDirectory(prefix="bench-") as workdir:

@@ -47,20 +47,18 @@ FAULTD_MODULE = "sample_shop.faultd"
 FAULTD_FACTORY = "create_control_router"
 
 
-def write_slo_rules(rules_dir: Path) -> str:
-    """Generate the SLO recording/alerting rules (slo/rules.py) before Prometheus starts; a note when the
-    SLO room has not provided its writer yet. A writer that fails is an error (fail closed)."""
-    for old in rules_dir.glob("*.yml"):
-        old.unlink()
+def write_slo_rules(rules_dir: Path) -> tuple[str, int]:
+    """Generate the SLO recording/alerting rules (slo/rules.py) into the rules folder: (a note for the user,
+    how many files). A writer that fails is an error (fail closed)."""
     try:
         rules = importlib.import_module("slo.rules")
     except ModuleNotFoundError as exc:
         if exc.name == "slo.rules":
-            return "slo/rules.py is not there yet: Prometheus starts without SLO rules"
+            return "slo/rules.py is not there: Prometheus runs without SLO rules", 0
         raise
     writer = getattr(rules, "write_prometheus_rules", None)
     if writer is None:
-        return "slo.rules has no write_prometheus_rules yet: Prometheus starts without SLO rules"
+        return "slo.rules has no write_prometheus_rules: Prometheus runs without SLO rules", 0
     try:
         written = writer(rules_dir)
     except Exception as exc:
@@ -68,7 +66,7 @@ def write_slo_rules(rules_dir: Path) -> str:
             f"generating the SLO rules failed: {exc}",
             hint="fix the SLO files (`testbed slo rules --check` says what is wrong), then run up again",
         ) from exc
-    return f"{len(written)} SLO rule file(s) written to {rules_dir}"
+    return f"{len(written)} SLO rule file(s) written to {rules_dir}", len(written)
 
 
 def load_fault_router(processes: ProcessTable, token: str) -> Any:
@@ -121,6 +119,7 @@ class Supervisor:
     notes: list[str] = field(default_factory=list)
     token: str = ""
     prometheus_binary: str = "prometheus"
+    rules_pending: int = 0  # rule files written but not yet loaded by Prometheus
     ready: bool = False
     stop_event: asyncio.Event = field(default_factory=asyncio.Event)
     started: float = field(default_factory=time.monotonic)
@@ -149,6 +148,7 @@ class Supervisor:
         write_private(self.layout.token_file, self.token + "\n")
         jwt_secret = secrets.token_urlsafe(32)
         write_json_atomic(self.layout.options_file, self.options.to_dict())
+        self.add_prometheus()
 
         for plan in self.extras:
             for path, text in plan.files.items():
@@ -188,10 +188,12 @@ class Supervisor:
         ).items():
             self.notes.append(f"{name}: not on PATH - {note}")
 
-    def prepare_prometheus(self) -> None:
-        """SLO rules and the scrape configuration, then Prometheus. Done after the replicas are spawned:
-        the rule generator's import costs more than Prometheus needs to start before the replicas are up."""
-        self.notes.append(write_slo_rules(self.layout.rules_dir))
+    def add_prometheus(self) -> None:
+        """Prometheus goes first: its scrape manager creates its first scrape pools only on a 5 s tick after
+        it starts (Prometheus 2.x), the longest wait of a cold start. It starts with an empty rules folder;
+        the SLO rules are written while the replicas start, then loaded with POST /-/reload."""
+        for old in self.layout.rules_dir.glob("*.yml"):
+            old.unlink()
         targets = [
             ScrapeTarget(s, r, self.ports.app(s, r))
             for s in SERVICE_NAMES
@@ -202,7 +204,7 @@ class Supervisor:
             self.ports.load_metrics,
             self.ports.control,
             self.layout.rules_dir,
-            self.layout.token_file,
+            token_file=self.layout.token_file,
         )
         self.layout.prometheus_config.write_text(render_config(config))
         self.processes.add(
@@ -220,6 +222,24 @@ class Supervisor:
                 health_url=f"{self.prometheus_url}/-/ready",
             )
         )
+
+    async def load_rules(self, client: httpx.AsyncClient) -> bool:
+        """Ask the running Prometheus to load the rule files; True once loaded. Broken rules fail `up` with
+        Prometheus' own error message."""
+        if self.processes.get("prometheus").state != "running":
+            return False
+        try:
+            response = await client.post(f"{self.prometheus_url}/-/reload", timeout=10.0)
+        except httpx.HTTPError:
+            return False
+        if response.status_code != 200:
+            raise RuntimeFailure(
+                f"Prometheus could not load the SLO rules in {self.layout.rules_dir}: "
+                f"{response.text.strip()}",
+                hint="check them with `promtool check rules` (or `testbed slo rules --check`)",
+            )
+        log.info("SLO rules loaded")
+        return True
 
     @property
     def prometheus_url(self) -> str:
@@ -301,8 +321,8 @@ class Supervisor:
             self.progress(StartupProgress("starting", "starting processes"))
             self.processes.start_all()  # first: the children's start-up dominates the cold start
             tasks.append(loop.create_task(self.processes.monitor()))
-            self.prepare_prometheus()
-            self.processes.start_all()
+            note, self.rules_pending = write_slo_rules(self.layout.rules_dir)
+            self.notes.append(note)
             # imported after the spawn: FastAPI's import is slow and the children's start-up matters more
             from testbed.runtime.control_api import create_control_app
 
@@ -401,6 +421,8 @@ class Supervisor:
                     failure = self._crash_failure(managed)
                     if failure:
                         raise failure
+                if self.rules_pending and await self.load_rules(client):
+                    self.rules_pending = 0
                 readyz = await self._probe_replicas(client, confirmed)
                 shop_up: dict[tuple[str, int], bool] = {}
                 testbed_up = False
@@ -414,6 +436,9 @@ class Supervisor:
                     except (httpx.HTTPError, ValueError, KeyError) as exc:
                         prometheus = Probe(False, f"not answering ({type(exc).__name__})")
                 ready, waiting = readiness(expected, readyz, shop_up, testbed_up, prometheus)
+                if self.rules_pending:
+                    ready = [r for r in ready if r != "prometheus"]
+                    waiting.append("prometheus: loading the SLO rules")
                 for plan in self.extras:
                     state = self.processes.get(plan.name).state
                     (ready if state == "running" else waiting).append(
