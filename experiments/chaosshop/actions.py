@@ -121,7 +121,7 @@ def kill_instance(
                 time.sleep(pause)
                 _wait_running(api, service, index, RUNNING_WAIT_S)
             answer = api.inject(service, "kill", {}, None, index)
-            kills.append({"at": time.time(), "pid_state": answer["replicas"][0].get("state")})
+            kills.append({"at": time.time(), "state": answer["replicas"][0].get("state")})
     return {"service": service, "replica": index, "kills": kills}
 
 
