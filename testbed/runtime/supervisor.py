@@ -235,11 +235,33 @@ class Supervisor:
         if response.status_code != 200:
             raise RuntimeFailure(
                 f"Prometheus could not load the SLO rules in {self.layout.rules_dir}: "
-                f"{response.text.strip()}",
-                hint="check them with `promtool check rules` (or `testbed slo rules --check`)",
+                f"{await self._rules_problem() or response.text.strip()}",
+                hint="fix the SLO files (`testbed slo rules --check`), or check the rules with promtool",
+                log_tail=log_tail(self.layout.process_log("prometheus"), lines=5),
+                log_path=str(self.layout.process_log("prometheus")),
             )
         log.info("SLO rules loaded")
         return True
+
+    async def _rules_problem(self) -> str:
+        """What promtool says about the rule files (file, group, line), when it is installed."""
+        promtool = shutil.which("promtool")
+        files = sorted(str(p) for p in self.layout.rules_dir.glob("*.yml"))
+        if promtool is None or not files:
+            return ""
+        check = await asyncio.create_subprocess_exec(
+            promtool,
+            "check",
+            "rules",
+            *files,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+        )
+        output, _ = await check.communicate()
+        problems = [
+            line for line in output.decode().splitlines() if "FAILED" in line or "error" in line.lower()
+        ]
+        return "; ".join(problems)[:2000]
 
     @property
     def prometheus_url(self) -> str:
