@@ -39,9 +39,8 @@ def test_rules_are_loaded_and_broken_rules_are_named(tmp_path: Path, spare_port_
                 (layout.rules_dir / "slo-broken.yml").write_text(BROKEN)
                 with pytest.raises(RuntimeFailure) as caught:
                     await supervisor.load_rules(client)
-                assert (
-                    "slo-broken.yml" in caught.value.message and "promtool check rules" in caught.value.hint
-                )
+                message = caught.value.message
+                assert "slo-broken.yml: 5:11" in message and "unclosed left parenthesis" in message
 
                 (layout.rules_dir / "slo-broken.yml").unlink()
                 (layout.rules_dir / "slo-good.yml").write_text(GOOD)
