@@ -104,6 +104,15 @@ def plot_queries(experiment_id: str) -> list[NamedQuery]:
     out += [
         NamedQuery(name("faults_active", ""), f"sum by (service, kind) ({topology.FAULTS_ACTIVE.name}) > 0"),
         NamedQuery(name("breaker_state", ""), f"max by (service, peer) ({topology.BREAKER_STATE.name})"),
+        NamedQuery(
+            name("calls_failed_rps", ""),
+            f"sum by (service, peer) (rate({topology.CLIENT_REQUESTS.name}"
+            f'{{outcome!~"2xx|3xx|4xx"}}[{RATE_WINDOW}])) > 0',
+        ),
+        NamedQuery(
+            name("retries_rps", ""),
+            f"sum by (service, peer) (rate({topology.CLIENT_RETRIES.name}[{RATE_WINDOW}])) > 0",
+        ),
         NamedQuery(name("users", ""), f"sum({topology.LOAD_USERS.name})"),
         NamedQuery(name("restarts", ""), f"sum by (service) ({topology.PROCESS_RESTARTS.name})"),
         # a plain selector: stored as raw samples, the data that phases.json must agree with

@@ -29,6 +29,8 @@ from testbed.runfolder import (
 
 Curve = tuple[np.ndarray, np.ndarray]  # (seconds since the origin, values)
 LOG_LEVELS_SHOWN = ("warning", "error", "critical", "raw")
+MIN_SLICES = 6
+MIN_SLICE_S = 2.0
 
 
 @dataclass
@@ -158,6 +160,14 @@ def phase_request_stats(requests: pd.DataFrame, phases: Sequence[Phase]) -> list
     return rows
 
 
+def comparison_slice_s(baseline_s: float, fault_s: float) -> float:
+    """Slices short enough that the shorter phase holds MIN_SLICES of them (the comparison needs at least
+    3 per side), but no shorter than MIN_SLICE_S (a few scrapes) nor longer than slo.compare's default."""
+    from slo.compare import DEFAULT_SLICE_S
+
+    return max(MIN_SLICE_S, min(DEFAULT_SLICE_S, min(baseline_s, fault_s) / MIN_SLICES))
+
+
 def _comparison(run: RunPaths, phases: Sequence[Phase]) -> dict[str, Any] | None:
     from slo.compare import compare
     from slo.sources import RunFolderSource, Window
@@ -172,6 +182,7 @@ def _comparison(run: RunPaths, phases: Sequence[Phase]) -> dict[str, Any] | None
         load_slos(),
         (source, Window("baseline", base.start, base.end)),
         (source, Window("fault", fault.start, fault.end)),
+        slice_s=comparison_slice_s(base.seconds, fault.seconds),
     )
     return report.to_dict()
 

@@ -271,6 +271,29 @@ def faults_and_breakers(data: ReportData) -> str:
     return to_base64(fig)
 
 
+def dependencies(data: ReportData) -> str:
+    fig, ax = new_figure(3.2)
+    failed = curves_by(data.series, queries.name("calls_failed_rps", ""), ("service", "peer"), data.origin)
+    retries = curves_by(data.series, queries.name("retries_rps", ""), ("service", "peer"), data.origin)
+    shade_phases(ax, data)
+    if not failed and not retries:
+        return _empty(fig, ax, "no failed outbound call and no retry between services")
+    for key, (t, v) in sorted(failed.items()):
+        ax.plot(t, v, lw=1.4, label=f"failed {key}")
+    for key, (t, v) in sorted(retries.items()):
+        ax.plot(t, v, lw=1.1, ls="--", label=f"retries {key}")
+    ax.set_ylabel("calls / s")
+    ax.set_ylim(bottom=0)
+    ax.set_title(
+        "Calls between services: failed (5xx, timeout, refused, breaker open) and retries (dashed)",
+        fontsize=10,
+        loc="left",
+        pad=14,
+    )
+    _legend(ax)
+    return to_base64(fig)
+
+
 def _empty(fig: Figure, ax: Axes, message: str) -> str:
     ax.text(0.5, 0.5, message, transform=ax.transAxes, ha="center", va="center", fontsize=10, color="#b22222")
     return to_base64(fig)
@@ -282,6 +305,7 @@ FIGURES = (
     ("latency", "Latency", latency),
     ("burn", "SLO burn rate and alerts", burn_rate),
     ("faults", "Faults and circuit breakers", faults_and_breakers),
+    ("dependencies", "Calls between services", dependencies),
 )
 
 
