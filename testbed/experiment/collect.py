@@ -20,7 +20,7 @@ from slo.prom import Prometheus, PrometheusError
 from slo.spec import SpecError, load_slos
 from testbed.experiment import queries, telemetry
 from testbed.experiment.schedule import PhasePlan, check_phases, phases_from_gauge, phases_from_journal
-from testbed.runfolder import Phase, RunPaths, write_phases, write_series
+from testbed.runfolder import Phase, RunPaths, iso, write_phases, write_series
 
 SCRAPE_SETTLE_S = 2 * topology.SCRAPE_INTERVAL_S + 0.5  # the last samples of the window are scraped
 PARALLEL_QUERIES = 4
@@ -33,11 +33,13 @@ class Collected:
     series_rows: int = 0
     spans: int = 0
     log_lines: int = 0
+    window: tuple[float, float] = (0.0, 0.0)  # what was collected: from before chaos started to its end
     errors: list[str] = field(default_factory=list)  # each makes the run unjudgeable
     notes: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return {
+            "window": {"start": iso(self.window[0]), "end": iso(self.window[1])},
             "phases_source": self.phases_source,
             "series_rows": self.series_rows,
             "spans": self.spans,
@@ -103,7 +105,7 @@ def collect_run(
 ) -> Collected:
     """Everything into the run folder. What cannot be collected is recorded in `errors` (fail closed:
     the orchestrator then does not pass the run), never raised."""
-    out = Collected()
+    out = Collected(window=(start, end))
     out.phases = phases_from_journal(journal or {}, fallback_end=end)
     out.phases_source = "journal"
     # the judged data ends with the last phase; the rollbacks after it usually took longer than this wait
