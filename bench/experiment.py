@@ -1,0 +1,67 @@
+"""Tooling overhead of `testbed experiment run`: the wall time of the whole command (CLI start, stack check,
+`chaos run` start-up and rollbacks, collection, the SLO gate, report.html) minus the phase durations it was
+configured to hold. Target <= 15 s. The breakdown comes from the run's own run.json timing."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from bench.harness import BenchContext, Figure, benchmark
+from testbed.experiment.schedule import overhead_s, plan_phases
+
+OVERHEAD_TARGET_S = 15.0
+EXPERIMENT = "payment-errors"  # the default of `make experiment`
+FULL_PHASES = {"warmup": 5.0, "baseline": 10.0, "fault": 10.0, "recovery": 5.0}
+SMOKE_PHASES = {"warmup": 1.0, "baseline": 1.0, "fault": 1.0, "recovery": 1.0}
+JUDGED_STATUSES = ("completed", "deviated")
+
+
+@benchmark("experiment.overhead", repeat=3, order=80)
+def experiment_overhead(ctx: BenchContext) -> list[Figure]:
+    """Wall time of `testbed experiment run` minus its configured phases, on a running stack."""
+    stack = ctx.shared_stack()
+    phases = SMOKE_PHASES if ctx.smoke else FULL_PHASES
+    plan = plan_phases({}, phases)
+    runs_dir = ctx.workdir / "experiment-runs"
+    env = {
+        **os.environ,
+        "TESTBED_STATE_DIR": stack.state_dir,
+        "TESTBED_PORT_OFFSET": str(ctx.port_offset),
+        "TESTBED_RUNS_DIR": str(runs_dir),
+    }
+    command = [str(Path(sys.executable).with_name("testbed")), "experiment", "run", EXPERIMENT, "--json"]
+    command += [arg for name, seconds in phases.items() for arg in (f"--{name}", f"{seconds:g}s")]
+    started = time.monotonic()
+    result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=plan.total_s + 300)
+    wall = time.monotonic() - started
+    try:
+        summary = json.loads(result.stdout)
+        run = json.loads(Path(summary["run_dir"], "run.json").read_text())
+    except (ValueError, KeyError, OSError) as exc:
+        raise RuntimeError(
+            f"the experiment wrote no run (exit {result.returncode}): {result.stderr[-600:]}"
+        ) from exc
+    if run["status"] not in JUDGED_STATUSES:  # a run that did not happen measures nothing
+        raise RuntimeError(f"the experiment ended {run['status']}: {run['message']}")
+    timing = run["timing"]
+    note = f"{EXPERIMENT}, phases {'/'.join(f'{s:g}' for s in phases.values())} s, {plan.total_s:g} s in all"
+    return [
+        Figure(
+            "tooling overhead (wall time - phases)", overhead_s(wall, plan), "s", OVERHEAD_TARGET_S, note=note
+        ),
+        Figure("wall time of testbed experiment run", wall, "s", note=note),
+        Figure("CLI start (imports) before the run", wall - timing["wall_s"], "s"),
+        Figure(
+            "chaos run beyond the phases (start-up, hypothesis, rollbacks)",
+            timing["chaos_s"] - plan.total_s,
+            "s",
+        ),
+        Figure("collect metrics, traces, logs", timing["collect_s"], "s"),
+        Figure("SLO gate", timing["judge_s"], "s"),
+        Figure("render report.html", timing["render_s"], "s"),
+    ]
