@@ -183,6 +183,7 @@ class BenchResult:
     seconds: float
     figures: list[FigureSummary] = field(default_factory=list)
     error: str | None = None
+    load_1m: float | None = None  # the machine's load average when the benchmark began
 
 
 def run(
@@ -200,6 +201,7 @@ def run(
     try:
         for index, bench in enumerate(benchmarks.values(), start=1):
             times = 1 if smoke else (repeat or bench.repeat)
+            load_1m = round(os.getloadavg()[0], 2)
             runs: list[list[Figure]] = []
             started = time.monotonic()
             error = None
@@ -219,7 +221,13 @@ def run(
             summaries = summarize(bench.name, runs) if runs and error is None else []
             results.append(
                 BenchResult(
-                    bench.name, bench.description, len(runs), time.monotonic() - started, summaries, error
+                    bench.name,
+                    bench.description,
+                    len(runs),
+                    time.monotonic() - started,
+                    summaries,
+                    error,
+                    load_1m,
                 )
             )
     finally:

@@ -56,4 +56,6 @@ def machine_info() -> dict[str, Any]:
         "python": platform.python_version(),
         "date": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "commit": _git_commit(),
+        # other work on a shared machine moves every timing: say how busy it was when the run began
+        "load_1m": round(os.getloadavg()[0], 2),
     }

@@ -55,7 +55,8 @@ def render_markdown(machine: dict[str, Any], results: list[BenchResult], smoke: 
         lines.append("**Smoke run: tiny durations, one repeat. These figures mean nothing.**\n")
     lines += ["## Machine", "", "| | |", "|---|---|"]
     labels = {"cpu": "CPU", "cores": "cores", "ram_gib": "RAM (GiB)", "os": "OS", "kernel": "kernel",
-              "python": "Python", "date": "date (UTC)", "commit": "commit"}  # fmt: skip
+              "python": "Python", "date": "date (UTC)", "commit": "commit",
+              "load_1m": "load average (1 min) at start"}  # fmt: skip
     lines += [f"| {label} | {machine.get(key, '-')} |" for key, label in labels.items()]
     lines += [
         "",
@@ -74,6 +75,17 @@ def render_markdown(machine: dict[str, Any], results: list[BenchResult], smoke: 
     notes = [(r.name, f.name, f.note) for r in results for f in r.figures if f.note]
     if notes:
         lines += ["", "Notes:", ""] + [f"- {b} / {name}: {note}" for b, name, note in notes]
+    lines += [
+        "",
+        "## Runs",
+        "",
+        "| benchmark | repeats | seconds | load average at its start | what it measures |",
+        "|---|---:|---:|---:|---|",
+    ]
+    for r in results:
+        what = (r.description.splitlines() or [""])[0]
+        load = "-" if r.load_1m is None else f"{r.load_1m:g}"
+        lines.append(f"| {r.name} | {r.repeats} | {r.seconds:.0f} | {load} | {what} |")
     failed = [r for r in results if r.error]
     if failed:
         lines += ["", "## Benchmarks that failed", ""]
@@ -109,6 +121,7 @@ def render_json(machine: dict[str, Any], results: list[BenchResult], smoke: bool
                     "description": r.description,
                     "repeats": r.repeats,
                     "seconds": round(r.seconds, 2),
+                    "load_1m": r.load_1m,
                     "error": r.error,
                     "figures": [f.to_dict() for f in r.figures],
                 }
