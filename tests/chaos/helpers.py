@@ -102,7 +102,10 @@ class ChaosRun:
 
 
 def chaos_command(experiment: Path, journal: Path, var_file: Path) -> list[str]:
-    return [CHAOS, "run", "--journal-path", str(journal), "--var-file", str(var_file), str(experiment)]
+    return [
+        CHAOS, "--no-version-check", "--no-log-file", "run",
+        "--journal-path", str(journal), "--var-file", str(var_file), str(experiment),
+    ]  # fmt: skip
 
 
 def write_vars(path: Path, values: dict[str, Any]) -> Path:

@@ -24,7 +24,8 @@ OWN_TESTS = {"payment-latency-breaker", "payment-latency-no-breaker", "kill-orde
 SWEEP = [i for i in local_ids() if i not in OWN_TESTS]
 # The spike must fall into the fault phase: load duration 5 x fault, fault after 2 x fault (see its header).
 SPIKE = {"warmup_s": 6, "baseline_s": 6, "fault_s": 6, "recovery_s": 12, "load_duration_s": 30}
-OVERRIDES: dict[str, dict[str, Any]] = {"load-spike-during-fault": SPIKE}
+# Checkouts are a few per cent of the journeys: give the checkout SLIs a fault phase with enough of them.
+OVERRIDES: dict[str, dict[str, Any]] = {"load-spike-during-fault": SPIKE, "payment-errors": {"fault_s": 15}}
 NOTHING_LEFT = {"faults": [], "pending": [], "desired": [], "policies": []}
 
 
@@ -85,7 +86,7 @@ def test_repeated_kills_of_orders_lose_and_duplicate_no_checkout(
     before = set(_load_orders(db)["id"])
     load_out = tmp_path / "load"
     run = run_chaos(
-        "kill-orders-repeatedly", tmp_path, fault_s=12, recovery_s=6, window_s=6, load_out=str(load_out)
+        "kill-orders-repeatedly", tmp_path, fault_s=12, recovery_s=10, window_s=6, load_out=str(load_out)
     )
     assert run.verdict == EXPECTED["kill-orders-repeatedly"], run.explain()
     _check_clean_end(run, clean_stack, control)
