@@ -91,6 +91,7 @@ class LogShipper:
 
     async def ship_once(self, client: httpx.AsyncClient) -> int:
         self._discover()
+        positions = {t.path: (t.offset, t.partial) for t in self.files.values()}
         batches = [(t, t.read_lines()) for t in self.files.values()]
         count = sum(len(lines) for _, lines in batches)
         if count == 0:
@@ -99,7 +100,9 @@ class LogShipper:
             response = await client.post(f"{self.loki_url}/loki/api/v1/push", json=push_body(batches))
             response.raise_for_status()
         except httpx.HTTPError as exc:
-            # the lines stay in the log files (the source of truth); Loki is a view
-            log.warning("could not push %d log lines to Loki: %s", count, exc)
+            # send the same lines again next time (the log files stay the source of truth)
+            for t in self.files.values():
+                t.offset, t.partial = positions[t.path]
+            log.warning("could not push %d log lines to Loki (will retry): %s", count, exc)
             return 0
         return count

@@ -291,6 +291,14 @@ class Supervisor:
             logs_dir=str(self.layout.logs_dir),
         )
 
+    def _log_shipper(self) -> LogShipper | None:
+        loki = next((p for p in self.extras if p.name == "loki"), None)
+        if loki is None:
+            return None
+        shipper = LogShipper(self.layout.logs_dir, loki.url)
+        shipper.start_at_current_end()
+        return shipper
+
     def progress(self, progress: StartupProgress) -> None:
         data = progress.to_dict()
         data["notes"] = self.notes
@@ -340,6 +348,7 @@ class Supervisor:
         code = 0
         try:
             self.prepare()
+            shipper = self._log_shipper()  # before the spawn: ships every line this stack writes
             self.progress(StartupProgress("starting", "starting processes"))
             self.processes.start_all()  # first: the children's start-up dominates the cold start
             tasks.append(loop.create_task(self.processes.monitor()))
@@ -365,10 +374,7 @@ class Supervisor:
             await self._wait_ready(serve_task)
             if self.stop_event.is_set():
                 return 0
-            if "loki" in {p.name for p in self.extras}:
-                shipper = LogShipper(
-                    self.layout.logs_dir, next(p.url for p in self.extras if p.name == "loki")
-                )
+            if shipper is not None:  # Loki is ready now
                 tasks.append(loop.create_task(shipper.run()))
             self.processes.add_ready_listener(lambda _: self.descriptor().write(self.layout.root))
             await self.stop_event.wait()

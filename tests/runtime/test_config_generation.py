@@ -3,10 +3,15 @@ environment, the extras' plans, the readiness verdict and the log shipper's batc
 
 from __future__ import annotations
 
+import asyncio
+import json
 import shutil
 import subprocess
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+import httpx
 import pytest
 import yaml
 
@@ -239,3 +244,34 @@ def test_log_shipper_sends_complete_lines_with_labels(tmp_path: Path) -> None:
     shipper = LogShipper(tmp_path, "http://127.0.0.1:1")
     shipper.start_at_current_end()
     assert shipper.files[log].read_lines() == []  # what was there before the stack started is not resent
+
+
+def test_log_lines_are_pushed_again_when_loki_was_unreachable(tmp_path: Path) -> None:
+    received: list[dict[str, object]] = []
+
+    class Loki(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            received.append(json.loads(self.rfile.read(int(self.headers["content-length"]))))
+            self.send_response(204)
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    (tmp_path / "payment-0.log").write_text('{"message": "one"}\n{"message": "two"}\n')
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Loki)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+
+        async def scenario() -> tuple[int, int]:
+            async with httpx.AsyncClient(timeout=2) as client:
+                down = LogShipper(tmp_path, "http://127.0.0.1:1")  # nothing listens there
+                first = await down.ship_once(client)
+                down.loki_url = f"http://127.0.0.1:{server.server_port}"
+                return first, await down.ship_once(client)
+
+        assert asyncio.run(scenario()) == (0, 2)
+    finally:
+        server.shutdown()
+    (stream,) = received[0]["streams"]  # type: ignore[misc]
+    assert [line for _, line in stream["values"]] == ['{"message": "one"}', '{"message": "two"}']
