@@ -13,7 +13,7 @@ from slo.prom import Prometheus, PrometheusError
 from testbed.experiment import queries
 from testbed.experiment.schedule import Position
 
-Vector = list[tuple[dict[str, str], float]]
+Vector = Sequence[tuple[dict[str, str], float]]
 
 
 @dataclass(frozen=True)
@@ -22,6 +22,7 @@ class LiveSample:
     rps: float | None = None
     error_ratio: float | None = None
     p95_s: float | None = None
+    retries_rps: float | None = None  # calls between services retried per second (resilience at work)
     worst_slo: str | None = None
     worst_sli: float | None = None
     worst_burn: float | None = None
@@ -37,7 +38,14 @@ def _scalar(vector: Vector) -> float | None:
 
 
 def summarize(
-    phase: Vector, rps: Vector, failed: Vector, p95: Vector, slo_error: Vector, budget: Vector, alerts: Vector
+    phase: Vector,
+    rps: Vector,
+    failed: Vector,
+    p95: Vector,
+    slo_error: Vector,
+    budget: Vector,
+    alerts: Vector,
+    retries: Vector = (),
 ) -> LiveSample:
     """Instant-query results -> one LiveSample (pure)."""
     current = next((labels.get("phase") for labels, value in phase if value >= 1), None)
@@ -58,6 +66,7 @@ def summarize(
         rps=total,
         error_ratio=(bad / total) if total else None,
         p95_s=_scalar(p95),
+        retries_rps=_scalar(list(retries)),
         worst_slo=worst[1] if worst else None,
         worst_sli=worst[2] if worst else None,
         worst_burn=worst[0] if worst else None,
@@ -75,6 +84,7 @@ def sample(prom: Prometheus, experiment_id: str) -> LiveSample:
             prom.instant(queries.LIVE_SLO_ERROR),
             prom.instant(queries.LIVE_SLO_BUDGET),
             prom.instant(queries.LIVE_ALERTS),
+            prom.instant(queries.LIVE_RETRIES),
         )
     except PrometheusError as exc:
         return LiveSample(error=str(exc).split(". ")[0])
@@ -106,8 +116,12 @@ def metrics_text(s: LiveSample) -> str:
         f"errors {_pct(s.error_ratio)}",
         f"p95 {s.p95_s * 1000:.0f} ms" if s.p95_s is not None else "p95 -",
     ]
-    if s.worst_slo:
+    if s.retries_rps:
+        parts.append(f"retries {s.retries_rps:.1f}/s")
+    if s.worst_slo and s.worst_burn:
         parts.append(f"worst SLO {s.worst_slo} {_pct(s.worst_sli)} (burn {s.worst_burn:.1f}x)")
+    elif s.worst_slo:
+        parts.append("SLOs: no error budget burning")
     if s.alerts:
         parts.append(f"alerts: {', '.join(s.alerts[:3])}" + (" ..." if len(s.alerts) > 3 else ""))
     return "  ".join(parts)

@@ -127,6 +127,7 @@ LIVE_FAILED_RPS = f'sum(rate({topology.LOAD_REQUESTS.name}{{outcome="fail"}}[{RA
 LIVE_P95 = (
     f"histogram_quantile(0.95, sum by (le) (rate({topology.LOAD_DURATION.name}_bucket[{RATE_WINDOW}])))"
 )
+LIVE_RETRIES = f"sum(rate({topology.CLIENT_RETRIES.name}[{RATE_WINDOW}]))"
 LIVE_SLO_ERROR = "slo:sli_error:ratio_rate33s"
 LIVE_SLO_BUDGET = "slo:error_budget:ratio"
 LIVE_ALERTS = 'ALERTS{alertstate="firing"}'

@@ -153,12 +153,18 @@ def test_live_sample_picks_the_fastest_burning_slo() -> None:
         slo_error=[({"slo": "checkout-availability-gateway"}, 0.05), ({"slo": "browse-latency-client"}, 0.1)],
         budget=[({"slo": "checkout-availability-gateway"}, 0.01), ({"slo": "browse-latency-client"}, 0.05)],
         alerts=[({"slo": "checkout-availability-gateway", "severity": "page"}, 1.0)],
+        retries=[({}, 0.5)],
     )
     assert (sample.phase, sample.rps, sample.error_ratio, sample.p95_s) == ("fault", 20.0, 0.1, None)
     assert sample.worst_slo == "checkout-availability-gateway" and sample.worst_burn == pytest.approx(5.0)
     line = format_line(75.0, position(plan_phases({"fault": 30.0}, {}), "fault", 0.0, 10.0), sample)
     assert line.startswith("  1:15  fault (1/1) 0:20 left")
     assert "errors 10.0%" in line and "checkout-availability-gateway 95.0% (burn 5.0x)" in line
+    assert "retries 0.5/s" in line and "alerts: checkout-availability-gateway" in line
+    calm = summarize([], [({}, 5.0)], [], [], [({"slo": "a"}, 0.0)], [({"slo": "a"}, 0.01)], [])
+    assert calm.error_ratio == 0.0 and "SLOs: no error budget burning" in format_line(
+        1.0, position(plan_phases({"fault": 30.0}, {}), None, None, 0.0), calm
+    )
     assert summarize([], [], [], [], [], [], []).error_ratio is None
 
 
