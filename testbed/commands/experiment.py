@@ -36,8 +36,6 @@ experiment_app = typer.Typer(
     no_args_is_help=True,
 )
 
-STYLE = {"met": "bold green", "breached": "bold red", "nodata": "bold yellow"}
-
 
 def _console(stderr: bool = False) -> Console:
     stream = sys.stderr if stderr else sys.stdout
@@ -137,12 +135,9 @@ def print_outcome(outcome: RunOutcome, console: Console) -> None:
             + f"; after {'held' if h.get('after') else 'did not hold' if h.get('after') is False else '-'}",
             highlight=False,
         )
-    style = (
-        STYLE.get(info.verdict or "", "bold yellow")
-        if info.status in ("completed", "deviated")
-        else "bold yellow"
-    )
-    console.print(f"[{style}]{info.message}[/]", highlight=False)
+    if outcome.gate is None or info.status not in ("completed", "deviated"):
+        # the gate table ends with the verdict; a run that did not go as planned says why here
+        console.print(f"[bold yellow]{info.message}[/]", highlight=False)
     console.print(
         f"run: {outcome.run.root}  (status {info.status}, exit {outcome.exit_code})", highlight=False
     )
