@@ -13,6 +13,7 @@ Fixtures for every area's tests:
 - `control`: an httpx client for the control API, bearer token set.
 - `prom`: `PromClient` on the stack's Prometheus (instant queries, waiting for a condition).
 - `wait_until`: poll a condition with a deadline and a message.
+- `suite_replicas`: the replicas of the session stack, per service.
 - `spare_port_offset`: an offset for a test that needs a stack of its own (one at a time), clear of the
   session stack's ports.
 """
@@ -142,6 +143,13 @@ def prom(stack: StackDescriptor) -> Iterator[PromClient]:
 @pytest.fixture(name="wait_until", scope="session")
 def wait_until_fixture() -> Callable[..., Any]:
     return wait_until
+
+
+@pytest.fixture(scope="session")
+def suite_replicas() -> dict[str, int]:
+    """Replicas of the session stack per service (tests import nothing from conftest: its module name is
+    not unique in this tree)."""
+    return dict(SUITE_REPLICAS)
 
 
 @pytest.fixture(scope="session")

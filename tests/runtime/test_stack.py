@@ -1,4 +1,5 @@
-"""The session stack (real services, real Prometheus): readiness, status, kill/restart, pause/resume,
+"""The session stack (real services, real Prometheus; `prom` is conftest's PromClient): readiness,
+status, kill/restart, pause/resume,
 replicas, phases and the control API's errors."""
 
 from __future__ import annotations
@@ -14,7 +15,6 @@ from typing import Any
 import httpx
 import psutil
 import pytest
-from conftest import SUITE_REPLICAS, PromClient
 
 from sample_shop.topology import (
     EXPERIMENT_PHASE,
@@ -34,7 +34,7 @@ def _testbed(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str
     return subprocess.run([*TESTBED, *args], capture_output=True, text=True, timeout=timeout, env=os.environ)
 
 
-def _shop_up(prom: PromClient) -> dict[tuple[str, str], float]:
+def _shop_up(prom: Any) -> dict[tuple[str, str], float]:
     return {
         (s["metric"]["service"], s["metric"]["replica"]): float(s["value"][1])
         for s in prom.query(f'up{{job="{SHOP_JOB}"}}')
@@ -46,8 +46,10 @@ def _process(control: httpx.Client, service: str, replica: int) -> dict[str, Any
     return next(p for p in listing if p["service"] == service and p["replica"] == replica)
 
 
-def test_every_replica_is_ready_and_scraped(stack: StackDescriptor, prom: PromClient) -> None:
-    expected = {(s, str(r)) for s, n in SUITE_REPLICAS.items() for r in range(n)}
+def test_every_replica_is_ready_and_scraped(
+    stack: StackDescriptor, prom: Any, suite_replicas: dict[str, int]
+) -> None:
+    expected = {(s, str(r)) for s, n in suite_replicas.items() for r in range(n)}
     assert {(r.service, str(r.replica)) for r in stack.replicas} == expected
     for replica in stack.replicas:
         assert httpx.get(f"{replica.url}/readyz", timeout=5).status_code == 200, replica
@@ -58,14 +60,14 @@ def test_every_replica_is_ready_and_scraped(stack: StackDescriptor, prom: PromCl
 
 
 @pytest.mark.usefixtures("stack_ready")
-def test_status_json_lists_every_process(stack: StackDescriptor) -> None:
+def test_status_json_lists_every_process(stack: StackDescriptor, suite_replicas: dict[str, int]) -> None:
     result = _testbed("status", "--json")
     assert result.returncode == 0, result.stdout + result.stderr
     status = json.loads(result.stdout)
     assert status["running"] and status["healthy"]
     replicas = [p for p in status["processes"] if p["replica"] is not None]
     assert sorted({p["service"] for p in replicas}) == sorted(SERVICE_NAMES)
-    assert len(replicas) == sum(SUITE_REPLICAS.values())
+    assert len(replicas) == sum(suite_replicas.values())
     for p in replicas:
         assert p["health"] == "ready" and p["state"] == "running" and psutil.pid_exists(p["pid"])
         assert p["url"] == f"http://127.0.0.1:{p['port']}"
@@ -83,7 +85,7 @@ def test_up_again_says_already_up(stack: StackDescriptor) -> None:
 
 @pytest.mark.usefixtures("stack_ready")
 def test_a_killed_replica_is_restarted_and_scraped_again(
-    stack: StackDescriptor, control: httpx.Client, prom: PromClient, wait_until: Callable[..., Any]
+    stack: StackDescriptor, control: httpx.Client, prom: Any, wait_until: Callable[..., Any]
 ) -> None:
     before = _process(control, "payment", 0)
     killed = control.post("/faults/payment", params={"replica": 0}, json={"kind": "kill"})
@@ -113,7 +115,7 @@ def test_a_killed_replica_is_restarted_and_scraped_again(
 
 @pytest.mark.usefixtures("stack_ready")
 def test_pause_is_resumed_automatically(
-    stack: StackDescriptor, control: httpx.Client, prom: PromClient, wait_until: Callable[..., Any]
+    stack: StackDescriptor, control: httpx.Client, prom: Any, wait_until: Callable[..., Any]
 ) -> None:
     replica = stack.replicas_of("recommendations")[0]
     response = control.post(
@@ -160,7 +162,7 @@ def test_killing_one_of_two_catalog_replicas_leaves_catalog_served(
 
 
 def test_phases_are_exported(
-    stack: StackDescriptor, control: httpx.Client, prom: PromClient, wait_until: Callable[..., Any]
+    stack: StackDescriptor, control: httpx.Client, prom: Any, wait_until: Callable[..., Any]
 ) -> None:
     started = control.post("/phases", json={"experiment": "suite-check", "phase": "fault", "state": "start"})
     assert started.status_code == 200, started.text
