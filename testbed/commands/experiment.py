@@ -72,12 +72,12 @@ def _fail(error: ExperimentError, as_json: bool) -> typer.Exit:
         console = _console(stderr=True)
         label = "refused" if error.kind == "busy" else "error"
         console.print(f"[red]{label}:[/red] ", end="")
-        console.print(error.message, highlight=False, markup=False)
+        console.print(error.message, highlight=False, markup=False, soft_wrap=True)
         if error.hint:
-            console.print(f"  how to fix: {error.hint}", highlight=False, markup=False)
+            console.print(f"  how to fix: {error.hint}", highlight=False, markup=False, soft_wrap=True)
         if error.detail:
             for line in error.detail.splitlines():
-                console.print(f"    {line}", highlight=False, markup=False)
+                console.print(f"    {line}", highlight=False, markup=False, soft_wrap=True)
     return typer.Exit(EXIT_CANNOT_JUDGE)
 
 
