@@ -175,6 +175,12 @@ def run_cmd(
         max=60,
         help="Seconds between checks of the steady-state hypothesis while the method runs.",
     ),
+    timeout: str | None = typer.Option(
+        None,
+        "--timeout",
+        help="Hard timeout of the experiment, e.g. 5m: then it is interrupted and rolled back (exit 2). "
+        "Default: the phases + 2 minutes + 25 %.",
+    ),
     runs_dir: Path | None = typer.Option(
         None, "--runs-dir", help="Where run folders go (default: TESTBED_RUNS_DIR, else ./runs)."
     ),
@@ -221,6 +227,7 @@ def run_cmd(
             runs_dir=runs_dir or default_runs_dir(),
             state_dir=default_state_dir(),
             hypothesis_frequency_s=hypothesis_frequency,
+            timeout_s=_seconds("--timeout", timeout),
         )
         exp, plan = resolve(request)
         view = make_view(as_json, exp.name, plan.total_s)

@@ -71,6 +71,7 @@ class RunRequest:
     state_dir: Path = Path(".testbed")
     hypothesis_frequency_s: float = DEFAULT_HYPOTHESIS_FREQUENCY_S
     up_timeout_s: float = DEFAULT_UP_TIMEOUT_S
+    timeout_s: float | None = None  # the hard timeout of `chaos run`; None: schedule.hard_timeout_s
     render: bool = True
 
 
@@ -358,7 +359,8 @@ def _execute(
         with _interrupts() as signals:
             chaos = ChaosProcess(command, run, env)
             threading.Thread(target=_prewarm, name="prewarm", daemon=True).start()
-            deadline = time.monotonic() + hard_timeout_s(plan)
+            timeout_s = request.timeout_s or hard_timeout_s(plan)
+            deadline = time.monotonic() + timeout_s
             t_chaos = time.monotonic()
             phase, phase_seen = None, None
             with Prometheus(stack.prometheus_url, timeout_s=2.0) as prom:
@@ -369,9 +371,7 @@ def _execute(
                         chaos.interrupt()
                     if time.monotonic() > deadline and not timed_out:
                         timed_out = True
-                        view.stage(
-                            f"hard timeout ({hard_timeout_s(plan):.0f} s) reached: stopping, rolling back"
-                        )
+                        view.stage(f"hard timeout ({timeout_s:.0f} s) reached: stopping, rolling back")
                         chaos.interrupt()
                     chaos.escalate()
                     sample = live.sample(prom, exp.name)

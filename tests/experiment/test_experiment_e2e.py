@@ -91,8 +91,11 @@ def finished(stack: StackDescriptor, stack_target: Any, tmp_path_factory: pytest
             time.sleep(0.2)
         second = subprocess.run(
             [TESTBED, "experiment", "run", "payment-latency-breaker", "--json"],
-            env=env, capture_output=True, text=True, timeout=60,
-        )  # fmt: skip
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
         runs_during_refusal = sorted(p.name for p in runs_dir.iterdir())
         stdout, stderr = main.communicate(timeout=RUN_TIMEOUT_S)
     finally:
@@ -102,9 +105,15 @@ def finished(stack: StackDescriptor, stack_target: Any, tmp_path_factory: pytest
     assert stdout.strip(), f"no JSON summary; stderr:\n{stderr}"
     summary = json.loads(stdout)
     return Finished(
-        RunPaths(Path(summary["run_dir"])), runs_dir, main.returncode, summary, stderr,
-        second.returncode, json.loads(second.stdout), runs_during_refusal,
-    )  # fmt: skip
+        RunPaths(Path(summary["run_dir"])),
+        runs_dir,
+        main.returncode,
+        summary,
+        stderr,
+        second.returncode,
+        json.loads(second.stdout),
+        runs_during_refusal,
+    )
 
 
 def test_the_exit_status_is_the_gates(finished: Finished) -> None:
@@ -119,11 +128,23 @@ def test_the_exit_status_is_the_gates(finished: Finished) -> None:
 def test_every_artifact_exists_and_latest_points_at_the_run(finished: Finished) -> None:
     run = finished.run
     for path in (
-        run.run_json, run.phases_json, run.journal_json, run.chaos_log, run.chaos_vars, run.series_parquet,
-        run.queries_json, run.spans_jsonl, run.logs_jsonl, run.slo_report_json, run.slo_summary_md,
-        run.slo_dir / "junit.xml", run.report_html, run.load_dir / "summary.json",
-        run.load_dir / "requests.parquet", run.load_dir / "stats.csv",
-    ):  # fmt: skip
+        run.run_json,
+        run.phases_json,
+        run.journal_json,
+        run.chaos_log,
+        run.chaos_vars,
+        run.series_parquet,
+        run.queries_json,
+        run.spans_jsonl,
+        run.logs_jsonl,
+        run.slo_report_json,
+        run.slo_summary_md,
+        run.slo_dir / "junit.xml",
+        run.report_html,
+        run.load_dir / "summary.json",
+        run.load_dir / "requests.parquet",
+        run.load_dir / "stats.csv",
+    ):
         assert path.is_file() and path.stat().st_size > 0, f"{path} is missing or empty"
     assert (finished.runs_dir / "latest").resolve() == run.root
     assert re.fullmatch(rf"\d{{8}}T\d{{6}}Z-{EXPERIMENT}", run.id)
@@ -294,12 +315,23 @@ def _chromium() -> str:
 def _screenshot(html: Path, png: Path, profile: Path) -> Image.Image:
     subprocess.run(
         [
-            _chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-            "--disable-component-update", "--disable-sync", "--no-first-run", f"--user-data-dir={profile}",
-            f"--screenshot={png}", "--window-size=1280,4000", html.resolve().as_uri(),
+            _chromium(),
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--no-first-run",
+            f"--user-data-dir={profile}",
+            f"--screenshot={png}",
+            "--window-size=1280,4000",
+            html.resolve().as_uri(),
         ],
-        check=True, capture_output=True, timeout=120,
-    )  # fmt: skip
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
     return Image.open(png).convert("RGB")
 
 
@@ -354,8 +386,11 @@ def test_ctrl_c_rolls_back_and_still_writes_the_run(
     phases = {"warmup": 2, "baseline": 3, "fault": 60, "recovery": 3}
     proc = subprocess.Popen(
         [TESTBED, "experiment", "run", EXPERIMENT, *_phase_args(phases), "--json"],
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         deadline = time.monotonic() + 60
         while not [f for f in control.get("/faults").json()["faults"] if f["service"] == "payment"]:
@@ -379,6 +414,28 @@ def test_ctrl_c_rolls_back_and_still_writes_the_run(
     assert Path(summary["run_dir"], "report.html").is_file()
 
 
+def test_the_hard_timeout_interrupts_and_rolls_back(
+    finished: Finished, stack: StackDescriptor, control: httpx.Client, tmp_path: Path
+) -> None:
+    phases = {"warmup": 2, "baseline": 3, "fault": 60, "recovery": 3}
+    result = subprocess.run(
+        [TESTBED, "experiment", "run", EXPERIMENT, *_phase_args(phases), "--timeout", "14s", "--json"],
+        env=_env(TESTBED_RUNS_DIR=str(tmp_path)),
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert result.returncode == 2, result.stderr
+    summary = json.loads(result.stdout)
+    assert summary["status"] == "timeout"
+    assert summary["message"].startswith("cannot judge: the experiment exceeded its hard timeout")
+    run = json.loads(Path(summary["run_dir"], "run.json").read_text())
+    assert run["chaos"]["journal_status"] == "interrupted"
+    assert control.get("/faults").json()["faults"] == []
+    assert current_load(Path(stack.state_dir)) is None
+    assert Path(summary["run_dir"], "report.html").is_file()
+
+
 def test_a_stack_that_cannot_start_is_reported_with_the_service_and_the_reason(
     spare_port_offset: int, tmp_path: Path
 ) -> None:
@@ -390,16 +447,20 @@ def test_a_stack_that_cannot_start_is_reported_with_the_service_and_the_reason(
     squatter.listen()
     try:
         env = _env(
-            TESTBED_STATE_DIR=str(tmp_path / "state"), TESTBED_PORT_OFFSET=str(spare_port_offset),
+            TESTBED_STATE_DIR=str(tmp_path / "state"),
+            TESTBED_PORT_OFFSET=str(spare_port_offset),
             TESTBED_RUNS_DIR=str(tmp_path / "runs"),
-        )  # fmt: skip
+        )
         result = subprocess.run(
             [TESTBED, "experiment", "run", EXPERIMENT], env=env, capture_output=True, text=True, timeout=180
         )
         as_json = subprocess.run(
-            [TESTBED, "experiment", "run", EXPERIMENT, "--json"], env=env, capture_output=True, text=True,
+            [TESTBED, "experiment", "run", EXPERIMENT, "--json"],
+            env=env,
+            capture_output=True,
+            text=True,
             timeout=180,
-        )  # fmt: skip
+        )
     finally:
         squatter.close()
     assert result.returncode == 2, result.stdout + result.stderr
