@@ -225,6 +225,7 @@ class RunInfo:
     verdict: str | None = None
     exit_code: int | None = None
     message: str = ""
+    description: str = ""
     hypothesis: dict[str, Any] = field(default_factory=dict)
     chaos: dict[str, Any] = field(default_factory=dict)
     cleanup: dict[str, Any] = field(default_factory=dict)

@@ -197,7 +197,7 @@ def run_cmd(
     Exit status: 0 every SLO met, 1 an SLO breached, 2 cannot judge (bad input, another experiment running,
     the stack failed to start, the experiment did not run as planned, no data), 130 interrupted.
 
-    Examples: testbed experiment run payment-latency-breaker;
+    Examples: testbed experiment run payment-errors;
     testbed experiment run payment-errors --baseline 30s --fault 60s --users 20 --json
     """
     from testbed.experiment.progress import make_view

@@ -293,6 +293,7 @@ def _run(
         id=run.id,
         experiment=exp.name,
         title=exp.title,
+        description=exp.description,
         experiment_file=str(exp.path),
         target=request.target,
         profile=str(conf.get("profile", exp.configuration.get("profile", ""))),

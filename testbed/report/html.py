@@ -86,6 +86,7 @@ def header(data: ReportData) -> str:
     wall = info.timing.get("wall_s")
     return f"""
 <h1>{escape(info.title or info.experiment)}</h1>
+<p>{escape(info.description)}</p>
 <div class="sub">experiment <b>{escape(info.experiment)}</b> · run <code>{escape(info.id)}</code> · target
 {escape(info.target)} · profile {escape(info.profile or "-")} · started {escape(info.started)} · ended
 {escape(info.ended or "-")}{f" · {wall:.0f} s in all" if isinstance(wall, int | float) else ""}</div>
