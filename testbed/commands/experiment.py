@@ -237,6 +237,9 @@ def run_cmd(
             view.close()
     except ExperimentError as error:
         raise _fail(error, as_json) from None
+    except KeyboardInterrupt:
+        _console(stderr=True).print("interrupted (before the experiment ran, or while collecting)")
+        raise typer.Exit(130) from None
     if as_json:
         print(json.dumps(summary_json(outcome), indent=2, default=str))
     else:

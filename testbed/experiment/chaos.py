@@ -99,11 +99,15 @@ class ChaosProcess:
             return
         waited = time.monotonic() - self.interrupted_at
         if not self.terminated and waited > ROLLBACK_GRACE_S:
-            self.terminated = True
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(self.pid, signal.SIGTERM)
+            self.terminate()
         elif not self.killed and waited > ROLLBACK_GRACE_S + TERM_GRACE_S:
             self.kill()
+
+    def terminate(self) -> None:
+        """SIGTERM: chaos stops at once, skipping the rollbacks it has not played yet."""
+        self.terminated = True
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(self.pid, signal.SIGTERM)
 
     def kill(self) -> None:
         self.killed = True

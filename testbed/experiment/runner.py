@@ -356,8 +356,8 @@ def _execute(
     interrupted = timed_out = False
     load_out: str | None = None
     cleanup: dict[str, Any] = {}
-    try:
-        with _interrupts() as signals:
+    with _interrupts() as signals:  # Ctrl-C is ours until the cleanup is done
+        try:
             chaos = ChaosProcess(command, run, env)
             threading.Thread(target=_prewarm, name="prewarm", daemon=True).start()
             timeout_s = request.timeout_s or hard_timeout_s(plan)
@@ -368,8 +368,16 @@ def _execute(
                 while chaos.poll() is None:
                     if signals and not interrupted:
                         interrupted = True
-                        view.stage("interrupted: stopping the experiment, rolling back (wait for it)")
+                        view.stage(
+                            "interrupted: stopping the experiment, rolling back "
+                            "(Ctrl-C again stops chaos at once; faults and load are then cleared here)"
+                        )
                         chaos.interrupt()
+                    elif len(signals) == 2 and not chaos.terminated:
+                        view.stage("stopping chaos now")
+                        chaos.terminate()
+                    elif len(signals) >= 3 and not chaos.killed:
+                        chaos.kill()
                     if time.monotonic() > deadline and not timed_out:
                         timed_out = True
                         view.stage(f"hard timeout ({timeout_s:.0f} s) reached: stopping, rolling back")
@@ -385,12 +393,12 @@ def _execute(
                     view.update(time.monotonic() - t_chaos, position(plan, phase, phase_seen, now), sample)
                     _sleep_while_running(chaos, SAMPLE_EVERY_S)
             chaos_s = time.monotonic() - t_chaos
-    finally:
-        if chaos is not None and chaos.poll() is None:  # an error of our own: never leave chaos running
-            chaos.stop()
-        view.stage("rollback check: clearing every fault and stopping the load")
-        cleanup = clear_everything(stack, state_dir)
-        _strip_colours(run.chaos_log)
+        finally:
+            if chaos is not None and chaos.poll() is None:  # an error of our own: never leave chaos running
+                chaos.stop()
+            view.stage("rollback check: clearing every fault and stopping the load")
+            cleanup = clear_everything(stack, state_dir)
+            _strip_colours(run.chaos_log)
     run_end = time.time()
     view.close()
     return _finish(
