@@ -195,8 +195,8 @@ def ensure_stack(target: Target, exp: Experiment, up_timeout_s: float, view: Pro
             "stack",
             f"the experiment {exp.name} needs replicas {need}; the running stack has "
             + ", ".join(f"{s}={len(stack.replicas_of(s))}" for s in short),
-            hint=f"`testbed down`, then run the experiment again (it starts the stack with {need}), "
-            f"or `testbed up --replicas {need}`",
+            hint=f"`testbed down`, then run the experiment again: it starts the stack with {need} "
+            f"(or `testbed down && testbed up --replicas {need}`)",
         )
     deadline = time.monotonic() + READY_WAIT_S
     while True:
