@@ -17,14 +17,15 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-
-import pandas as pd
-import pyarrow.parquet as pq
+from typing import TYPE_CHECKING
 
 from sample_shop import topology
 from slo.prom import Prometheus, RawSeries
 from slo.promql import ALERT_NAME, RULE_PREFIX
 from slo.spec import SLO
+
+if TYPE_CHECKING:  # pandas/pyarrow cost ~0.5 s of import: loaded only when a table is built or read
+    import pandas as pd
 
 ALERTS_QUERY_NAME = "slo:alerts"
 ALERTS_QUERY = f'ALERTS{{alertname="{ALERT_NAME}", alertstate="firing"}}'
@@ -78,6 +79,8 @@ def collect_series(
     the raw stored samples of each selector (`Prometheus.samples`), from one staleness lookback before
     `start` so the first phase has a sample at its start. Other PromQL expressions are range-queried
     at `step_s`. Raises slo.prom.PrometheusError when Prometheus cannot answer."""
+    import pandas as pd
+
     frames = []
     for q in queries:
         if is_selector(q.promql):
@@ -91,6 +94,8 @@ def collect_series(
 
 
 def _frame(name: str, series: RawSeries) -> pd.DataFrame:
+    import pandas as pd
+
     labels = json.dumps(series.labels, sort_keys=True)
     return pd.DataFrame(
         {
@@ -103,6 +108,8 @@ def _frame(name: str, series: RawSeries) -> pd.DataFrame:
 
 
 def empty_series_frame() -> pd.DataFrame:
+    import pandas as pd
+
     return pd.DataFrame(
         {
             "timestamp": pd.Series([], dtype="datetime64[ns, UTC]"),
@@ -119,6 +126,9 @@ class SeriesFileError(ValueError):
 
 def read_series(path: Path) -> dict[str, list[RawSeries]]:
     """series.parquet -> {query name: [RawSeries]}. Accepts timestamps as datetimes or unix seconds."""
+    import pandas as pd
+    import pyarrow.parquet as pq
+
     path = Path(path)
     if not path.is_file():
         raise SeriesFileError(

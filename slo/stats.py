@@ -21,7 +21,6 @@ from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
-from scipy import stats as sps
 
 Classification = Literal["pass", "high", "low", "nodata"]
 Direction = Literal["increase", "decrease", "either"]
@@ -76,6 +75,8 @@ def shift_interval(
     x, y = _clean(baseline), _clean(candidate)
     n, m = len(x), len(y)
     diffs = np.sort(np.subtract.outer(y, x).ravel())
+    from scipy import stats as sps  # scipy costs ~1 s of import: only when comparing
+
     z = sps.norm.ppf(1 - (1 - confidence) / 2)
     k = math.floor(n * m / 2 - z * math.sqrt(n * m * (n + m + 1) / 12))
     k = min(max(k, 0), len(diffs) - 1)
@@ -123,6 +124,8 @@ def compare_metric(
     if np.all(x == x[0]) and np.all(y == x[0]):
         p_value = 1.0  # identical constant samples: scipy would divide by a zero variance
     else:
+        from scipy import stats as sps
+
         p_value = float(sps.mannwhitneyu(y, x, alternative="two-sided").pvalue)
     tolerance = max(tolerance_abs, tolerance_rel * abs(med_x or 0.0))
     significant = p_value < 1.0 - confidence
