@@ -39,6 +39,10 @@ if ! $SUDO apt-get install -y --no-install-recommends "${missing[@]}" >/tmp/test
   $SUDO apt-get install -y --no-install-recommends "${missing[@]}" >>/tmp/testbed-apt.log 2>&1 || {
     echo "error: apt-get could not install ${missing[*]}; see /tmp/testbed-apt.log" >&2; exit 1; }
 fi
-# The Debian package ships a system service; the testbed runs its own Prometheus with generated config.
-$SUDO pkill -x prometheus 2>/dev/null || true
+# The Debian package ships a system service listening on :9090, the testbed's default Prometheus port.
+# The testbed runs its own Prometheus with a generated configuration, so switch the service off where
+# systemd runs it (on machines without systemd the package starts nothing).
+if [ -d /run/systemd/system ] && command -v systemctl >/dev/null 2>&1; then
+  $SUDO systemctl disable --now prometheus prometheus-node-exporter >/dev/null 2>&1 || true
+fi
 echo "installed: ${missing[*]}"
