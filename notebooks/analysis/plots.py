@@ -12,17 +12,17 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 from notebooks.analysis.traces import Section
+from testbed.report.style import PHASE_COLORS, UNKNOWN_PHASE_COLOR
 from testbed.runfolder import Phase, SpanRecord
 
 # The colours of report.html (testbed/report/plots.py), so a phase looks the same in both.
-PHASE_COLORS = {"warmup": "#dddddd", "baseline": "#d9f0d3", "fault": "#f4a6a6", "recovery": "#cfe3f7"}
 PERCENTILE_STYLES = {"p50_ms": ":", "p95_ms": "-", "p99_ms": "--"}
 
 
 def shade_phases(ax: Axes, phases: Sequence[Phase], origin: float, label: bool = True) -> None:
     for p in phases:
         start, end = p.start - origin, p.end - origin
-        ax.axvspan(start, end, color=PHASE_COLORS.get(p.name, "#eeeeee"), alpha=0.4, lw=0, zorder=0)
+        ax.axvspan(start, end, color=PHASE_COLORS.get(p.name, UNKNOWN_PHASE_COLOR), alpha=0.4, lw=0, zorder=0)
         if label:
             ax.text((start + end) / 2, 1.01, p.name, transform=ax.get_xaxis_transform(), ha="center",
                     va="bottom", fontsize=8, color="#b22222" if p.name == "fault" else "#555555")  # fmt: skip
@@ -125,8 +125,8 @@ def durations_box(spans: pd.DataFrame, phases: Sequence[str], title: str) -> Fig
         box = ax.boxplot([data[k] for k in keep], positions=positions[keep], widths=width * 0.9,
                          patch_artist=True, showfliers=False)  # fmt: skip
         for patch in box["boxes"]:
-            patch.set_facecolor(PHASE_COLORS.get(phase, "#eeeeee"))
-        ax.plot([], [], color=PHASE_COLORS.get(phase, "#eeeeee"), lw=8, label=phase)
+            patch.set_facecolor(PHASE_COLORS.get(phase, UNKNOWN_PHASE_COLOR))
+        ax.plot([], [], color=PHASE_COLORS.get(phase, UNKNOWN_PHASE_COLOR), lw=8, label=phase)
     ax.set_xticks(np.arange(len(services)), services)
     ax.set_yscale("log")
     ax.set_ylabel("server span duration (ms)")

@@ -21,6 +21,7 @@ from sample_shop import topology
 from slo.collect import ALERTS_QUERY_NAME, BURN_RATE_QUERY_NAME
 from testbed.experiment import queries
 from testbed.report.data import Curve, ReportData, curves, curves_by, ratio
+from testbed.report.style import PHASE_COLORS, UNKNOWN_PHASE_COLOR
 
 JOURNEYS = tuple(topology.JOURNEY_ROUTES)
 JOURNEY_COLORS = {
@@ -30,7 +31,6 @@ JOURNEY_COLORS = {
     "login": "#9467bd",
     "other": "#7f7f7f",
 }
-PHASE_COLORS = {"warmup": "#dddddd", "baseline": "#d9f0d3", "fault": "#f4a6a6", "recovery": "#cfe3f7"}
 QUANTILE_STYLES = {0.5: ":", 0.95: "-", 0.99: "--"}
 DPI = 96
 
@@ -53,7 +53,7 @@ def shade_phases(ax: Axes, data: ReportData, label: bool = True) -> None:
         ax.axvspan(
             start,
             end,
-            color=PHASE_COLORS.get(name, "#eeeeee"),
+            color=PHASE_COLORS.get(name, UNKNOWN_PHASE_COLOR),
             alpha=0.45 if name != "fault" else 0.35,
             lw=0,
             zorder=0,
