@@ -15,7 +15,6 @@ from notebooks.analysis.traces import Section
 from testbed.report.style import PHASE_COLORS, UNKNOWN_PHASE_COLOR
 from testbed.runfolder import Phase, SpanRecord
 
-# The colours of report.html (testbed/report/plots.py), so a phase looks the same in both.
 PERCENTILE_STYLES = {"p50_ms": ":", "p95_ms": "-", "p99_ms": "--"}
 
 
