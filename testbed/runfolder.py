@@ -357,6 +357,7 @@ class SpanRecord:
     end_ns: int
     error: bool
     attributes: dict[str, Any]
+    kind: str = "internal"  # OTLP span kind: server, client, internal, producer, consumer
 
     @property
     def duration_ms(self) -> float:
@@ -372,6 +373,10 @@ def _any_value(value: dict[str, Any]) -> Any:
     if "arrayValue" in value:
         return [_any_value(v) for v in value["arrayValue"].get("values", [])]
     return None
+
+
+# OTLP's SpanKind enum as numbers in OTLP/JSON
+_SPAN_KINDS = {1: "internal", 2: "server", 3: "client", 4: "producer", 5: "consumer"}
 
 
 def attributes_of(items: list[dict[str, Any]] | None) -> dict[str, Any]:
@@ -400,6 +405,7 @@ def spans_of_request(request: dict[str, Any]) -> list[SpanRecord]:
                             end_ns=int(span["endTimeUnixNano"]),
                             error=(span.get("status") or {}).get("code") == 2,
                             attributes=attributes_of(span.get("attributes")),
+                            kind=_SPAN_KINDS.get(int(span.get("kind") or 1), "internal"),
                         )
                     )
                 except (KeyError, TypeError, ValueError):

@@ -23,8 +23,8 @@ SPAN_COLUMNS = ["trace_id", "span_id", "parent_id", "service", "instance", "name
 
 
 def span_kind(span: SpanRecord) -> str:
-    """`client` for an outbound call (the kit sets peer.service), else `server`."""
-    return "client" if "peer.service" in span.attributes else "server"
+    """`client` for an outbound call, `server` for a request served (the kit's spans are one or the other)."""
+    return "client" if span.kind == "client" else "server"
 
 
 def spans_frame(spans: Iterable[SpanRecord]) -> pd.DataFrame:
