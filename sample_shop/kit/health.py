@@ -6,10 +6,10 @@ from __future__ import annotations
 import asyncio
 from typing import TYPE_CHECKING, Any
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 
-from sample_shop.kit.metrics import CONTENT_TYPE_LATEST, render
+from sample_shop.kit.metrics import render
 
 if TYPE_CHECKING:
     from sample_shop.kit.app import ServiceContext
@@ -48,8 +48,9 @@ def install_health_routes(app: FastAPI, ctx: ServiceContext) -> None:
         }
         return JSONResponse(body, status_code=200 if ready else 503)
 
-    async def metrics() -> Response:
-        return Response(render(ctx.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+    async def metrics(request: Request) -> Response:
+        body, content_type = render(ctx.metrics.registry, request.headers.get("accept"))
+        return Response(body, media_type=content_type)
 
     app.add_api_route("/healthz", healthz, methods=["GET"], summary="liveness", tags=["health"])
     app.add_api_route(

@@ -6,14 +6,18 @@ from __future__ import annotations
 
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
-from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics
+from prometheus_client.exposition import CONTENT_TYPE_LATEST, choose_encoder
 from prometheus_client.registry import REGISTRY
 
 from sample_shop import topology
 from sample_shop.topology import MetricSpec
 
 __all__ = ["CONTENT_TYPE_LATEST", "ShopMetrics", "build_metric", "render"]
+
+# `*_created` series double the exposition (and the time Prometheus' 1 s scrape costs the event loop)
+# while no query of ours reads them.
+disable_created_metrics()
 
 
 def build_metric(spec: MetricSpec, registry: CollectorRegistry) -> Any:
@@ -50,7 +54,17 @@ class ShopMetrics:
         self._client: dict[tuple[str, str, str], Any] = {}
         self._client_duration: dict[tuple[str, str], Any] = {}
 
-    def observe_request(self, route: str, method: str, status: int, synthetic: str, seconds: float) -> None:
+    def observe_request(
+        self,
+        route: str,
+        method: str,
+        status: int,
+        synthetic: str,
+        seconds: float,
+        trace_id: str | None = None,
+    ) -> None:
+        """Count and time one request; `trace_id` (of a sampled trace) becomes the latency's exemplar, the
+        link from a point on a latency panel to the trace that explains it."""
         key = (route, method, status // 100, synthetic)
         children = self._server.get(key)
         if children is None:
@@ -58,7 +72,10 @@ class ShopMetrics:
             children = (self.http_requests.labels(*labels), self.http_duration.labels(*labels))
             self._server[key] = children
         children[0].inc()
-        children[1].observe(seconds)
+        if trace_id is None:
+            children[1].observe(seconds)
+        else:
+            children[1].observe(seconds, {"trace_id": trace_id})
 
     def observe_client_attempt(self, peer: str, method: str, outcome: str) -> None:
         key = (peer, method, outcome)
@@ -91,5 +108,8 @@ class ShopMetrics:
         self.payments.labels(self.service, outcome).inc()
 
 
-def render(registry: CollectorRegistry = REGISTRY) -> bytes:
-    return generate_latest(registry)
+def render(registry: CollectorRegistry = REGISTRY, accept: str | None = None) -> tuple[bytes, str]:
+    """The exposition and its content type. Prometheus asks for OpenMetrics, the only text format that
+    carries exemplars; anything else (curl, a browser) gets the classic text format."""
+    encoder, content_type = choose_encoder(accept or "")
+    return encoder(registry), content_type

@@ -197,7 +197,10 @@ class ShopMiddleware:
             self.inflight.dec()
             request_baggage.reset(baggage_token)
             if self.detailed_metrics:
-                self.metrics.observe_request(route, method, status, synthetic, elapsed)
+                trace_id = None
+                if span is not None and span.is_recording():  # sampled: its trace will exist
+                    trace_id = format(span.get_span_context().trace_id, "032x")
+                self.metrics.observe_request(route, method, status, synthetic, elapsed, trace_id)
             if span is not None:
                 span.set_attribute("http.response.status_code", status)
                 if status >= 500:
