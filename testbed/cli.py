@@ -11,7 +11,7 @@ app = typer.Typer(
     name="testbed",
     help=(
         "An observability and chaos testbed around a sample shop.\n\n"
-        "Typical use: `testbed up`, then `testbed experiment run payment-latency-breaker`, "
+        "Typical use: `testbed experiment run payment-errors` (brings the stack up if needed), "
         "then open runs/latest/report.html. `testbed COMMAND --help` explains each command."
     ),
     no_args_is_help=True,
