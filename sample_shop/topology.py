@@ -87,7 +87,7 @@ JOURNEY_ROUTES: dict[str, tuple[tuple[str, str], ...]] = {
 # not a boundary silently selects nothing; slo/ rejects such files at load time).
 LATENCY_BUCKETS_S: tuple[float, ...] = (
     0.005, 0.01, 0.025, 0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5, 0.75, 1.0, 1.5, 2.0, 2.5, 5.0, 10.0,
-)
+)  # fmt: skip
 
 STATUS_CLASSES = ("2xx", "3xx", "4xx", "5xx")
 UNMATCHED_ROUTE = "<unmatched>"  # route label for requests that match no route (bounded cardinality)
@@ -103,27 +103,35 @@ class MetricSpec:
 
 # Server side, exported by every service on /metrics (label `replica` and `instance` come from the scrape).
 HTTP_REQUESTS = MetricSpec(
-    "shop_http_requests_total", "counter",
+    "shop_http_requests_total",
+    "counter",
     ("service", "route", "method", "status_class", "synthetic"),
     "HTTP requests served, by route template and status class",
 )
 HTTP_DURATION = MetricSpec(
-    "shop_http_request_duration_seconds", "histogram",
+    "shop_http_request_duration_seconds",
+    "histogram",
     ("service", "route", "method", "status_class", "synthetic"),
     "HTTP request latency as seen by the server",
 )
 HTTP_INFLIGHT = MetricSpec("shop_http_inflight_requests", "gauge", ("service",), "Requests being served now")
 CLIENT_REQUESTS = MetricSpec(
-    "shop_client_requests_total", "counter", ("service", "peer", "method", "outcome"),
+    "shop_client_requests_total",
+    "counter",
+    ("service", "peer", "method", "outcome"),
     "Outbound calls by dependency; outcome is a status class, timeout, connection_error or circuit_open",
 )
 CLIENT_DURATION = MetricSpec(
-    "shop_client_request_duration_seconds", "histogram", ("service", "peer", "method"),
+    "shop_client_request_duration_seconds",
+    "histogram",
+    ("service", "peer", "method"),
     "Outbound call latency per dependency, retries included",
 )
 CLIENT_RETRIES = MetricSpec("shop_client_retries_total", "counter", ("service", "peer"), "Outbound retries")
 BREAKER_STATE = MetricSpec(
-    "shop_circuit_breaker_state", "gauge", ("service", "peer"),
+    "shop_circuit_breaker_state",
+    "gauge",
+    ("service", "peer"),
     "Circuit breaker state per dependency: 0 closed, 1 half-open, 2 open",
 )
 FAULTS_ACTIVE = MetricSpec("shop_faults_active", "gauge", ("service", "kind"), "Injected faults now active")
@@ -132,28 +140,49 @@ PAYMENTS = MetricSpec("shop_payments_total", "counter", ("service", "outcome"), 
 
 # Client side, exported by the load generator while it runs.
 LOAD_REQUESTS = MetricSpec(
-    "load_requests_total", "counter", ("name", "method", "outcome"),
+    "load_requests_total",
+    "counter",
+    ("name", "method", "outcome"),
     "Requests made by the load generator; outcome is ok or fail",
 )
 LOAD_DURATION = MetricSpec(
-    "load_request_duration_seconds", "histogram", ("name", "method"),
+    "load_request_duration_seconds",
+    "histogram",
+    ("name", "method"),
     "Latency seen by the load generator (the user's side)",
 )
 LOAD_USERS = MetricSpec("load_users", "gauge", (), "Simulated users now running")
 
 # Exported by the local supervisor (process faults, restarts, experiment phases for annotations).
 EXPERIMENT_PHASE = MetricSpec(
-    "testbed_experiment_phase", "gauge", ("experiment", "phase"),
+    "testbed_experiment_phase",
+    "gauge",
+    ("experiment", "phase"),
     "1 while an experiment phase (warmup, baseline, fault, recovery) is running",
 )
 PROCESS_RESTARTS = MetricSpec(
-    "testbed_process_restarts_total", "counter", ("service", "replica"), "Restarts by the supervisor",
+    "testbed_process_restarts_total",
+    "counter",
+    ("service", "replica"),
+    "Restarts by the supervisor",
 )
 
 ALL_METRICS: tuple[MetricSpec, ...] = (
-    HTTP_REQUESTS, HTTP_DURATION, HTTP_INFLIGHT, CLIENT_REQUESTS, CLIENT_DURATION, CLIENT_RETRIES,
-    BREAKER_STATE, FAULTS_ACTIVE, ORDERS, PAYMENTS, LOAD_REQUESTS, LOAD_DURATION, LOAD_USERS,
-    EXPERIMENT_PHASE, PROCESS_RESTARTS,
+    HTTP_REQUESTS,
+    HTTP_DURATION,
+    HTTP_INFLIGHT,
+    CLIENT_REQUESTS,
+    CLIENT_DURATION,
+    CLIENT_RETRIES,
+    BREAKER_STATE,
+    FAULTS_ACTIVE,
+    ORDERS,
+    PAYMENTS,
+    LOAD_REQUESTS,
+    LOAD_DURATION,
+    LOAD_USERS,
+    EXPERIMENT_PHASE,
+    PROCESS_RESTARTS,
 )
 
 # Prometheus scrape job names.
@@ -168,7 +197,11 @@ SYNTHETIC_BAGGAGE_KEY = "synthetic"
 # Grafana datasources (fixed UIDs, used by dashboards/ and deploy/)
 # --------------------------------------------------------------------------------------------------
 
-DATASOURCE_UIDS: dict[str, str] = {"prometheus": "shop-prometheus", "loki": "shop-loki", "jaeger": "shop-jaeger"}
+DATASOURCE_UIDS: dict[str, str] = {
+    "prometheus": "shop-prometheus",
+    "loki": "shop-loki",
+    "jaeger": "shop-jaeger",
+}
 
 # --------------------------------------------------------------------------------------------------
 # Ports with the user's offset applied
@@ -192,7 +225,8 @@ def app_port(service: str, replica: int = 0, offset: int | None = None) -> int:
         raise KeyError(f"unknown service {service!r}; known: {', '.join(SERVICE_NAMES)}")
     if not 0 <= replica < MAX_REPLICAS:
         raise ValueError(f"replica index must be in [0, {MAX_REPLICAS - 1}], got {replica}")
-    return SERVICES[service].port + REPLICA_PORT_STRIDE * replica + (port_offset() if offset is None else offset)
+    shift = port_offset() if offset is None else offset
+    return SERVICES[service].port + REPLICA_PORT_STRIDE * replica + shift
 
 
 def admin_port(service: str, replica: int = 0, offset: int | None = None) -> int:
