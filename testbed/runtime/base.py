@@ -105,6 +105,8 @@ class StartupProgress:
     ready: list[str] = field(default_factory=list)
     waiting: list[str] = field(default_factory=list)
     failure: dict[str, str] | None = None  # RuntimeFailure.to_dict()
+    # seconds from the supervisor's start: "replicas_ready" (every /readyz 200), "ready" (scraped too)
+    timings: dict[str, float] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -117,6 +119,7 @@ class StartupProgress:
             ready=list(data.get("ready", [])),
             waiting=list(data.get("waiting", [])),
             failure=data.get("failure"),
+            timings=dict(data.get("timings", {})),
         )
 
 

@@ -440,6 +440,7 @@ class Supervisor:
         deadline = self.started + self.options.timeout_s  # --timeout covers the preparation too
         expected = [(r.service, r.replica) for r in self.processes.replicas()]
         confirmed: dict[tuple[str, int], int | None] = {}  # replica -> pid whose /readyz answered 200
+        timings: dict[str, float] = {}
         waiting: list[str] = []
         async with httpx.AsyncClient(timeout=0.5) as client:
             while not self.stop_event.is_set():
@@ -452,6 +453,8 @@ class Supervisor:
                 if self.rules_pending and await self.load_rules(client):
                     self.rules_pending = 0
                 readyz = await self._probe_replicas(client, confirmed)
+                if all(p.ok for p in readyz.values()):
+                    timings.setdefault("replicas_ready", round(time.monotonic() - self.started, 3))
                 shop_up: dict[tuple[str, int], bool] = {}
                 testbed_up = False
                 prometheus = Probe(False, "waits for every replica's /readyz")
@@ -475,7 +478,12 @@ class Supervisor:
                 if not waiting:
                     self.descriptor().write(self.layout.root)
                     self.ready = True
-                    self.progress(StartupProgress("ready", "every replica is ready and scraped", ready=ready))
+                    timings["ready"] = round(time.monotonic() - self.started, 3)
+                    self.progress(
+                        StartupProgress(
+                            "ready", "every replica is ready and scraped", ready=ready, timings=timings
+                        )
+                    )
                     log.info("stack ready")
                     return
                 self.progress(
