@@ -44,13 +44,6 @@ def require_tool(name: str, *candidates: str) -> str:
     pytest.skip(message)
 
 
-def dashboards_delivered() -> bool:
-    """dashboards/ has any dashboard or provisioning (issue 7). From then on a missing piece fails the
-    checks (deploy.assemble refuses it) instead of falling back to the stand-in."""
-    folder = REPO / "dashboards"
-    return (folder / "provisioning").is_dir() or any(folder.glob("*.json"))
-
-
 _TREE: tuple[Path, AssemblyReport] | None = None
 _RENDERED: dict[str, list[dict[str, Any]]] = {}
 
@@ -65,10 +58,7 @@ def deploy_tree() -> tuple[Path, AssemblyReport]:
         shutil.copytree(
             REPO / "deploy", tree, ignore=shutil.ignore_patterns("generated", "__pycache__", "*.pyc")
         )
-        # Until dashboards/ has its provisioning files, a minimal stand-in keeps the rest checkable;
-        # the dashboard consistency tests skip themselves in that case and say so.
-        dashboards = REPO / "dashboards" if dashboards_delivered() else FIXTURES / "dashboards"
-        _TREE = (tree, assemble(tree / "generated", dashboards))
+        _TREE = (tree, assemble(tree / "generated", REPO / "dashboards"))
     return _TREE
 
 

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 import yaml
-from deploy_support import REPO, all_objects, dashboards_delivered, kind_objects, require_tool
+from deploy_support import REPO, all_objects, kind_objects, require_tool
 from k8s_walk import containers, find, of_kind, pod_labels, pod_spec, workloads
 
 from sample_shop.topology import (
@@ -214,10 +214,6 @@ def test_grafana_mounts_dashboards_where_the_provider_reads() -> None:
 
 
 def test_every_dashboard_is_provisioned_unchanged() -> None:
-    if not dashboards_delivered():
-        pytest.skip(
-            "dashboards/provisioning is not in the repository yet (issue 7); rendered with a stand-in"
-        )
     provisioned = configmap(kind_objects(), "grafana-dashboards")["data"]
     on_disk = {p.name: p.read_text() for p in sorted((REPO / "dashboards").glob("*.json"))}
     assert on_disk, "dashboards/ has no JSON"
