@@ -266,6 +266,9 @@ class StackDescriptor:
     logs_dir: str | None = None  # JSON log lines of every process
     kubernetes_context: str | None = None
     kubernetes_namespace: str | None = None
+    # False when this stack's Prometheus does not scrape the load generator's exporter (kind: the load runs
+    # on the host, Prometheus in the cluster), so the client-side SLOs (`source: client`) cannot be judged
+    client_metrics_scraped: bool = True
 
     FILE_NAME = "stack.json"
 

@@ -85,6 +85,8 @@ class GateReport:
     status: Status
     exit_code: int
     errors: list[str] = field(default_factory=list)
+    # SLOs left out on purpose, each {"name", "reason"}: every report lists them (never silently)
+    not_judged: list[dict[str, str]] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -95,6 +97,7 @@ class GateReport:
             "windows": [asdict(w) for w in self.windows],
             "errors": self.errors,
             "slos": [asdict(s) for s in self.slos],
+            "not_judged": self.not_judged,
         }
 
 

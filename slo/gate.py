@@ -5,7 +5,7 @@ message that says how to fix it."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from sample_shop import topology
@@ -14,7 +14,7 @@ from slo.evaluate import DEFAULT_RECOVERY_WINDOW_S, GateReport, evaluate
 from slo.prom import Prometheus, PrometheusError
 from slo.report import write_reports
 from slo.sources import PrometheusSource, RunFolderSource, SourceError, Window, load_phases
-from slo.spec import SpecError, load_slos
+from slo.spec import SLO, SpecError, load_slos
 
 
 class CannotJudge(RuntimeError):
@@ -43,21 +43,32 @@ def check_run(
     recovery_window_s: float = DEFAULT_RECOVERY_WINDOW_S,
     strict: bool = False,
     out_dir: Path | None = None,
+    slos: Sequence[SLO] | None = None,
+    not_judged: Mapping[str, str] | None = None,
 ) -> tuple[GateReport, list[Path]]:
-    """Judge runs/<id>/ and write report.json, junit.xml, summary.md to `out_dir` (default RUN/slo)."""
+    """Judge runs/<id>/ and write report.json, junit.xml, summary.md to `out_dir` (default RUN/slo).
+
+    `slos`: judge exactly these (already loaded) instead of loading `slo_files`; `not_judged`: the name of
+    each SLO left out on purpose -> why. The reports list those with their reason (never silently)."""
     run_dir = Path(run_dir).resolve()
     if not run_dir.is_dir():
         raise CannotJudge(
             f"{run_dir}: no such run folder. Run an experiment first (`make experiment`) or give runs/<id>."
         )
-    slos = _slos(slo_files)
+    if slos is not None and slo_files is not None:
+        raise CannotJudge("give SLO files or a selection of loaded SLOs, not both")
+    chosen = list(slos) if slos is not None else _slos(slo_files)
+    if not chosen:
+        left_out = "; ".join(f"{name}: {why}" for name, why in (not_judged or {}).items())
+        raise CannotJudge("no SLO is left to judge" + (f" (not judged: {left_out})" if left_out else ""))
     try:
         source = RunFolderSource(run_dir)
         report = evaluate(
-            slos, source, run_windows(run_dir, source), phases, recovery_window_s, min_events, strict
+            chosen, source, run_windows(run_dir, source), phases, recovery_window_s, min_events, strict
         )
     except (SourceError, SeriesFileError) as exc:
         raise CannotJudge(str(exc)) from None
+    report.not_judged = [{"name": name, "reason": why} for name, why in (not_judged or {}).items()]
     return report, write_reports(report, out_dir or run_dir / "slo")
 
 

@@ -39,7 +39,21 @@ def objective_text(s: SloResult) -> str:
     return f"{base} ≤ {s.threshold_s:g} s" if s.threshold_s is not None else base
 
 
+def not_judged_text(report: GateReport) -> str:
+    """The SLOs left out, grouped by reason (empty when every SLO was judged)."""
+    reasons: dict[str, list[str]] = {}
+    for entry in report.not_judged:
+        reasons.setdefault(entry["reason"], []).append(entry["name"])
+    return "; ".join(f"{len(names)} not judged ({', '.join(names)}): {why}" for why, names in reasons.items())
+
+
 def gate_message(report: GateReport) -> str:
+    left_out = not_judged_text(report)
+    message = _gate_message(report)
+    return f"{message}; {left_out}" if left_out else message
+
+
+def _gate_message(report: GateReport) -> str:
     breached = [s.name for s in report.slos if s.status == "breached"]
     nodata = [s.name for s in report.slos if s.status == "nodata"]
     if report.status == "met":
@@ -75,9 +89,10 @@ def junit_xml(report: GateReport) -> str:
     suite = ET.Element(
         "testsuite",
         name="slo",
-        tests=str(len(report.slos)),
+        tests=str(len(report.slos) + len(report.not_judged)),
         failures=str(sum(s.status == "breached" for s in report.slos)),
         errors=str(sum(s.status == "nodata" for s in report.slos)),
+        skipped=str(len(report.not_judged)),
     )
     for s in report.slos:
         case = ET.SubElement(
@@ -93,6 +108,9 @@ def junit_xml(report: GateReport) -> str:
             msg = "; ".join(f"{w.window}: {w.reason}" for w in bad)
             ET.SubElement(case, "error", message=msg, type="SLONoData").text = details
         ET.SubElement(case, "system-out").text = "\n".join([details, *s.notes])
+    for entry in report.not_judged:
+        case = ET.SubElement(suite, "testcase", classname="slo.not_judged", name=entry["name"])
+        ET.SubElement(case, "skipped", message=entry["reason"])
     ET.indent(suite)
     return '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(suite, encoding="unicode") + "\n"
 
@@ -122,6 +140,8 @@ def markdown(report: GateReport) -> str:
     notes = [f"- {s.name}: {note}" for s in report.slos for note in s.notes]
     if notes:
         lines += ["", "Notes:", *notes]
+    if report.not_judged:
+        lines += ["", "Not judged:", *(f"- {e['name']}: {e['reason']}" for e in report.not_judged)]
     lines += [
         "",
         "Cells: SLI (events). Budget used: share of the SLO period's error budget consumed by the judged "
@@ -162,4 +182,6 @@ def print_table(report: GateReport, console: Console) -> None:
     for s in report.slos:
         for note in s.notes:
             console.print(f"[dim]note[/dim] {s.name}: {note}", highlight=False)
+    for e in report.not_judged:
+        console.print(f"[yellow]not judged[/yellow] {e['name']}: {e['reason']}", highlight=False)
     console.print(f"[{_STYLE[report.status]}]{_VERDICT[report.status]}[/]: {gate_message(report)}")

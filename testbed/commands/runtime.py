@@ -1,4 +1,5 @@
-"""`testbed up`, `testbed status`, `testbed down`: the local stack's lifecycle."""
+"""`testbed up`, `testbed status`, `testbed down`: the stack's lifecycle (`--target local`, the default, or
+`--target kind`: the cluster of `make cluster images deploy`, docs/kind.md)."""
 
 from __future__ import annotations
 
@@ -11,13 +12,27 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from sample_shop.topology import SERVICE_NAMES, StackDescriptor
-from testbed.runtime.base import InputError, RuntimeFailure, StackStatus, StartupProgress
+from sample_shop.topology import SERVICE_NAMES, StackDescriptor, default_state_dir
+from testbed.runtime import get_target
+from testbed.runtime.base import InputError, RuntimeFailure, StackStatus, StartupProgress, Target
 from testbed.runtime.extras import EXTRA_NAMES
+from testbed.runtime.kind import DOWN_MESSAGE, KindTarget
 from testbed.runtime.local import LocalTarget
 from testbed.runtime.options import format_replicas, make_options
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_NOT_RUNNING = 0, 1, 2, 3
+TARGET_HELP = (
+    "local (the default): processes on this machine; kind: the cluster of `make cluster images deploy` "
+    "(checked and described in stack.json, never created; docs/kind.md)"
+)
+
+
+def _target(name: str, console: Console, as_json: bool) -> Target:
+    try:
+        return get_target(name)
+    except RuntimeFailure as failure:
+        _print_failure(failure, console, as_json)
+        raise typer.Exit(EXIT_USAGE) from None
 
 
 def _console(stderr: bool = False) -> Console:
@@ -136,24 +151,31 @@ def up(
     as_json: bool = typer.Option(
         False, "--json", help="Print one JSON object (the stack descriptor) on stdout."
     ),
+    target_name: str = typer.Option("local", "--target", help=TARGET_HELP),
 ) -> None:
     """Start the local stack: every service replica and a real Prometheus (plus Jaeger/Loki/Grafana when
     installed). Waits until every replica's /readyz answers 200 and Prometheus reports up == 1 for every
     target, then prints the URLs. Already up: says so and exits 0. On failure: says which process and why,
     shows the tail of its log, and leaves nothing running (exit 1; bad input: exit 2). Ports:
-    TESTBED_PORT_OFFSET; state folder: TESTBED_STATE_DIR (default .testbed/)."""
+    TESTBED_PORT_OFFSET; state folder: TESTBED_STATE_DIR (default .testbed/). `--target kind` waits for the
+    kind cluster instead and writes its stack.json (docs/kind.md)."""
     console = _console(stderr=as_json)
     errors = _console(stderr=True)
+    target = _target(target_name, errors, as_json)
     try:
+        if replicas is not None and not isinstance(target, LocalTarget):
+            raise InputError(
+                f"--replicas: the {target.name} target cannot change replicas; on kind they come from "
+                "deploy/components/high-availability (`make deploy`)"
+            )
         options = make_options(replicas, resilience or "resilient", telemetry or "on", timeout, extras)
     except InputError as exc:
         errors.print(f"[red]error:[/red] {exc}", highlight=False)
         raise typer.Exit(EXIT_USAGE) from None
-    target = LocalTarget()
-    already = target.is_up()
+    already = isinstance(target, LocalTarget) and target.is_up()
     started = time.monotonic()
     try:
-        if already:
+        if already and isinstance(target, LocalTarget):
             _check_same_stack(target, replicas, resilience, telemetry)
             descriptor = target.descriptor()
         else:
@@ -162,11 +184,14 @@ def up(
     except RuntimeFailure as failure:
         _print_failure(failure, errors, as_json)
         raise typer.Exit(EXIT_FAILED) from None
+    except InputError as exc:  # options the target cannot honour (kind)
+        errors.print(f"[red]error:[/red] {exc}", highlight=False)
+        raise typer.Exit(EXIT_USAGE) from None
     except KeyboardInterrupt:
         errors.print("interrupted: the stack was stopped", highlight=False)
         raise typer.Exit(130) from None
     elapsed = time.monotonic() - started
-    notes = target.startup_notes()
+    notes = target.startup_notes() if isinstance(target, LocalTarget | KindTarget) else []
     if as_json:
         result: dict[str, Any] = {
             "status": "already_up" if already else "up",
@@ -205,12 +230,13 @@ def _status_table(status: StackStatus) -> Table:
 
 def status(
     as_json: bool = typer.Option(False, "--json", help="Print the status as JSON on stdout."),
+    target_name: str = typer.Option("local", "--target", help=TARGET_HELP),
 ) -> None:
     """Show every process of the stack: service, replica, pid, port, state, health (/readyz), restarts and
     URL. Exit 0 when everything is healthy, 1 when something is not (or still starting), 3 when no stack
     runs."""
     console = _console()
-    current = LocalTarget().status()
+    current = _target(target_name, _console(stderr=True), as_json).status()
     if as_json:
         print(json.dumps(current.to_dict(), indent=2))
     elif not current.processes:
@@ -229,26 +255,36 @@ def status(
 
 def down(
     as_json: bool = typer.Option(False, "--json", help="Print what was stopped as JSON on stdout."),
+    target_name: str = typer.Option("local", "--target", help=TARGET_HELP),
 ) -> None:
     """Stop the stack: every replica, Prometheus, the extras and the supervisor. Verifies that no process and
-    no listening port of the stack remains. Running it when nothing runs is fine (exit 0)."""
+    no listening port of the stack remains. Running it when nothing runs is fine (exit 0). `--target kind`
+    only removes stack.json: the cluster keeps running (`make cluster-down` deletes it)."""
     console = _console(stderr=True)
-    target = LocalTarget()
+    target = _target(target_name, console, as_json)
+    root = default_state_dir()
+    described = (root / StackDescriptor.FILE_NAME).exists()
     try:
         stopped = target.down()
     except RuntimeFailure as failure:
         _print_failure(failure, console, as_json)
         raise typer.Exit(EXIT_FAILED) from None
-    if as_json:
+    if isinstance(target, KindTarget):
+        if as_json:
+            print(json.dumps({"status": "forgotten", "stopped": [], "message": DOWN_MESSAGE}, indent=2))
+        else:
+            forgot = "stack.json removed from" if described else "no stack.json in"
+            console.print(f"{forgot} {root}; {DOWN_MESSAGE}", highlight=False)
+    elif as_json:
         print(json.dumps({"status": "stopped" if stopped else "not_running", "stopped": stopped}, indent=2))
     elif stopped:
         console.print(
             f"[green]stopped[/green] {len(stopped)} processes; no process or port of the stack remains "
-            f"(logs and data kept in {target.layout.root})",
+            f"(logs and data kept in {root})",
             highlight=False,
         )
     else:
-        console.print(f"nothing was running in {target.layout.root}", highlight=False)
+        console.print(f"nothing was running in {root}", highlight=False)
 
 
 def register(app: typer.Typer) -> None:

@@ -11,14 +11,13 @@ import signal
 import socket
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Callable, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import httpx
 import pytest
+from fake_kube_api import FakeKubeApi
 
 from chaos.helpers import active_faults, stop_process
 from sample_shop.topology import StackDescriptor
@@ -194,44 +193,6 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-class _FakeApiServer:
-    """Serves GET /api/v1/namespaces/shop/pods from a mutable list: a stand-in for the Kubernetes API
-    server, which cannot run on this machine. The pods point at the session stack's real catalog replicas."""
-
-    def __init__(self, pods: list[dict[str, Any]]) -> None:
-        self.pods = pods
-        self.requests: list[str] = []
-        outer = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                outer.requests.append(self.path)
-                if not self.path.startswith("/api/v1/namespaces/shop/pods"):
-                    self.send_error(404)
-                    return
-                payload = json.dumps({"kind": "PodList", "items": outer.pods}).encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(payload)))
-                self.end_headers()
-                self.wfile.write(payload)
-
-            def log_message(self, *_: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-
-    def __enter__(self) -> _FakeApiServer:
-        self.thread.start()
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-
 def _pods(stack: StackDescriptor, restarts: int = 0) -> list[dict[str, Any]]:
     pods = []
     for r in stack.replicas_of("catalog"):
@@ -260,8 +221,10 @@ def _pods(stack: StackDescriptor, restarts: int = 0) -> list[dict[str, Any]]:
 
 
 @pytest.fixture
-def standalone_faultd(clean_stack: StackDescriptor) -> Iterator[tuple[httpx.Client, _FakeApiServer]]:
-    with _FakeApiServer(_pods(clean_stack)) as api:
+def standalone_faultd(clean_stack: StackDescriptor) -> Iterator[tuple[httpx.Client, FakeKubeApi]]:
+    """A fake Kubernetes API server (tests/fake_kube_api.py; none can run here) lists the session stack's
+    real catalog replicas as pods of namespace shop."""
+    with FakeKubeApi({"shop": _pods(clean_stack)}) as api:
         port = _free_port()
         env = {
             **os.environ,
@@ -300,7 +263,7 @@ def standalone_faultd(clean_stack: StackDescriptor) -> Iterator[tuple[httpx.Clie
 
 def test_standalone_controller_finds_pods_through_kubernetes_and_reapplies_to_a_new_container(
     clean_stack: StackDescriptor,
-    standalone_faultd: tuple[httpx.Client, _FakeApiServer],
+    standalone_faultd: tuple[httpx.Client, FakeKubeApi],
     wait_until: Callable[..., Any],
 ) -> None:
     """The kind Deployment's entry point (`python -m sample_shop.faultd`, FAULTD_DISCOVERY=kubernetes), with a
@@ -312,12 +275,12 @@ def test_standalone_controller_finds_pods_through_kubernetes_and_reapplies_to_a_
     fault_id = answer.json()["fault"]["id"]
     assert [f["id"] for f in _admin_faults(clean_stack, "catalog", 0)] == [fault_id]
     assert [f["id"] for f in _admin_faults(clean_stack, "catalog", 1)] == [fault_id]
-    assert any("labelSelector=app.kubernetes.io" in p for p in api.requests)
+    assert any("labelSelector=app.kubernetes.io" in p for p in api.paths())
     # a new container in pod catalog-1: it starts without faults, and the API server reports a restart
     headers = {"Authorization": f"Bearer {clean_stack.token()}"}
     endpoint = next(r for r in clean_stack.replicas_of("catalog") if r.replica == 1)
     httpx.delete(f"{endpoint.admin_url}/faults", headers=headers, timeout=5).raise_for_status()
-    api.pods = _pods(clean_stack, restarts=1)
+    api.pods["shop"] = _pods(clean_stack, restarts=1)
     wait_until(
         lambda: [f["id"] for f in _admin_faults(clean_stack, "catalog", 1)] == [fault_id],
         10,
