@@ -12,7 +12,7 @@ import asyncio
 import logging
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Header, Path, Query
+from fastapi import APIRouter, Depends, Path, Query
 from fastapi.responses import HTMLResponse, JSONResponse
 
 from sample_shop.gateway.storefront import STOREFRONT_HTML
@@ -28,11 +28,11 @@ from sample_shop.kit.config import ServiceConfig
 from sample_shop.kit.errors import ShopError, UpstreamError
 from sample_shop.kit.http_client import UpstreamResponse
 from sample_shop.kit.wire import (
-    IDEMPOTENCY_KEY_PATTERN,
     MAX_ID,
     AddItem,
     CheckoutRequest,
     Credentials,
+    IdempotencyKey,
     Registration,
 )
 
@@ -248,14 +248,7 @@ async def checkout(
     ctx: Ctx,
     user: User,
     body: CheckoutRequest,
-    idempotency_key: Annotated[
-        str,
-        Header(
-            alias="Idempotency-Key",
-            pattern=IDEMPOTENCY_KEY_PATTERN,
-            description="8..100 chars of A-Za-z0-9._:-, unique per checkout",
-        ),
-    ],
+    idempotency_key: IdempotencyKey,
 ) -> JSONResponse:
     response = await call(
         ctx,

@@ -20,6 +20,7 @@ import json
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from sample_shop.kit.asgi import send_json
 from sample_shop.kit.faults import FaultRegistry
 from sample_shop.kit.faultspec import Fault, FaultSpecError, FieldError, validate_fault, validate_fault_spec
 from sample_shop.kit.policy import PolicyStore, validate_policy_override
@@ -51,25 +52,12 @@ class AdminApp:
         self.policies = policies
         self.status = status
         self.reset_breakers = reset_breakers
-        self.reset_breakers = reset_breakers
 
     async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
             return
         status, body, headers = await self._handle(scope, receive)
-        payload = json.dumps(body).encode()
-        await send(
-            {
-                "type": "http.response.start",
-                "status": status,
-                "headers": [
-                    (b"content-type", b"application/json"),
-                    (b"content-length", str(len(payload)).encode()),
-                    *headers,
-                ],
-            }
-        )
-        await send({"type": "http.response.body", "body": payload})
+        await send_json(send, status, body, headers)
 
     def _authorized(self, scope: Scope) -> tuple[int, dict[str, Any]] | None:
         header = next((v for k, v in scope["headers"] if k == b"authorization"), None)

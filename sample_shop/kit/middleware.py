@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import time
 from collections.abc import Iterable
@@ -26,6 +25,7 @@ from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.trace import SpanKind, Status, StatusCode, Tracer
 
+from sample_shop.kit.asgi import send_json
 from sample_shop.kit.faults import FaultRegistry
 from sample_shop.kit.metrics import ShopMetrics
 from sample_shop.kit.telemetry import baggage_value, parent_context, request_baggage
@@ -74,24 +74,6 @@ class RouteTable:
             self._cache.clear()
         self._cache[key] = found
         return found
-
-
-async def _send_json(
-    send: Any, status: int, body: dict[str, Any], headers: list[tuple[bytes, bytes]]
-) -> None:
-    payload = json.dumps(body).encode()
-    await send(
-        {
-            "type": "http.response.start",
-            "status": status,
-            "headers": [
-                (b"content-type", b"application/json"),
-                (b"content-length", str(len(payload)).encode()),
-                *headers,
-            ],
-        }
-    )
-    await send({"type": "http.response.body", "body": payload})
 
 
 class ShopMiddleware:
@@ -175,7 +157,7 @@ class ShopMiddleware:
                         await asyncio.wait_for(self.faults.ended_event(decision.hang.id).wait(), remaining)
                 if decision.status is not None:
                     fault_id = decision.fault_ids[0]
-                    await _send_json(
+                    await send_json(
                         send_wrapper,
                         decision.status,
                         {

@@ -3,9 +3,21 @@ owning service validates them again), defined once so every hop validates them t
 
 from __future__ import annotations
 
+from typing import Annotated
+
+from fastapi import Header
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 IDEMPOTENCY_KEY_PATTERN = r"^[A-Za-z0-9._:-]{8,100}$"
+# The checkout's `Idempotency-Key` header, declared once for the gateway and orders.
+IdempotencyKey = Annotated[
+    str,
+    Header(
+        alias="Idempotency-Key",
+        pattern=IDEMPOTENCY_KEY_PATTERN,
+        description="8..100 chars of A-Za-z0-9._:-, unique per checkout",
+    ),
+]
 EMAIL_PATTERN = r"^[^@\s]{1,64}@[^@\s]+\.[^@\s]+$"
 MAX_LINE_QUANTITY = 99
 MAX_ID = 2_147_483_647

@@ -17,7 +17,7 @@ import uuid
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Header, Path, Query
+from fastapi import APIRouter, Depends, Path, Query
 from fastapi.responses import JSONResponse
 from sqlalchemy import and_, case, func, insert, or_, select, update
 from sqlalchemy.engine import Connection
@@ -34,7 +34,7 @@ from sample_shop.kit.app import (
 from sample_shop.kit.config import ServiceConfig
 from sample_shop.kit.errors import ShopError, UpstreamError
 from sample_shop.kit.http_client import UpstreamResponse
-from sample_shop.kit.wire import IDEMPOTENCY_KEY_PATTERN, CheckoutRequest
+from sample_shop.kit.wire import CheckoutRequest, IdempotencyKey
 from sample_shop.orders.models import metadata, order_items, orders
 
 log = logging.getLogger("sample_shop.orders")
@@ -521,14 +521,7 @@ async def checkout(
     ctx: Ctx,
     user: User,
     body: CheckoutRequest,
-    idempotency_key: Annotated[
-        str,
-        Header(
-            alias="Idempotency-Key",
-            pattern=IDEMPOTENCY_KEY_PATTERN,
-            description="8..100 chars of A-Za-z0-9._:-, unique per checkout",
-        ),
-    ],
+    idempotency_key: IdempotencyKey,
 ) -> JSONResponse:
     return await Saga(ctx, user, idempotency_key, body).run()
 
