@@ -19,9 +19,13 @@ from chaosshop.settings import TTL_MARGIN_S
 
 from chaos.helpers import EXPERIMENTS, QUICK, chaos_command, stop_process, write_vars
 from load.control import current_load
+from sample_shop.kit.policy import PROFILE_DEFAULTS
 from sample_shop.topology import StackDescriptor
 
 pytestmark = pytest.mark.stack
+
+FAULT_GONE_S = 1.5  # each replica expires its faults by itself; the listing may lag one reconcile pass
+HEAL_SLACK_S = 5.0  # a loaded 2-core machine: scheduling, the probe call itself
 
 
 @pytest.fixture
@@ -76,19 +80,28 @@ def test_sigkill_mid_fault_leaves_the_shop_healthy_within_the_ttl(
     proc = chaos_process("catalog-outage", fault_s=fault_s, recovery_s=30)
     fault = _wait_for_the_fault(proc, control, wait_until)
     assert fault["ttl_s"] == fault_s + TTL_MARGIN_S
-    killed_at = time.monotonic()
+    # The fault's own clock: it must be gone by its TTL, whatever became of the experiment.
+    expires_at = time.monotonic() + fault["remaining_s"]
     proc.send_signal(signal.SIGKILL)
     proc.wait(timeout=10)
     assert not _browsing_works(clean_stack), "the outage outlives the killed experiment until its TTL"
     assert _catalog_fault(control) is not None
     wait_until(lambda: current_load(clean_stack.state_dir) is None, 30, message="the orphaned load to stop")
     wait_until(
-        lambda: _browsing_works(clean_stack) and control.get("/faults").json()["faults"] == [],
-        fault["ttl_s"] + 5,
-        interval=0.5,
-        message="the shop to heal by the fault's TTL",
+        lambda: control.get("/faults").json()["faults"] == [],
+        max(1.0, expires_at - time.monotonic()) + FAULT_GONE_S,
+        interval=0.2,
+        message="the fault to end by its TTL",
     )
-    assert time.monotonic() - killed_at <= fault["ttl_s"] + 5
+    assert time.monotonic() <= expires_at + FAULT_GONE_S, "the fault outlived its TTL"
+    # Browsing then comes back once the gateway's breaker towards catalog lets a probe through.
+    breaker_open_s = PROFILE_DEFAULTS["resilient"].breaker_open_s
+    wait_until(
+        lambda: _browsing_works(clean_stack),
+        breaker_open_s + HEAL_SLACK_S,
+        interval=0.5,
+        message="browsing to work again within the breaker's open time after the fault ended",
+    )
 
 
 def test_ctrl_c_runs_the_rollbacks(
