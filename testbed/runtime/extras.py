@@ -10,7 +10,7 @@ from typing import Any
 
 import yaml
 
-from sample_shop.topology import DATASOURCE_UIDS
+from dashboards import provisioning as grafana_provisioning
 from testbed.runtime.layout import PortPlan, StateLayout, loopback_url
 
 EXTRA_NAMES: tuple[str, ...] = ("jaeger", "loki", "grafana")
@@ -170,54 +170,21 @@ def loki_plan(binary: str, layout: StateLayout, ports: PortPlan) -> ExtraPlan:
 
 
 def grafana_datasources(ports: PortPlan, running: set[str]) -> dict[str, Any]:
-    """Datasources with the topology's fixed UIDs; Loki and Jaeger only when they run."""
-    sources: list[dict[str, Any]] = [
-        {
-            "name": "Prometheus",
-            "type": "prometheus",
-            "uid": DATASOURCE_UIDS["prometheus"],
-            "access": "proxy",
-            "url": loopback_url(ports.prometheus),
-            "isDefault": True,
-            "jsonData": {"timeInterval": "1s"},
-        }
-    ]
-    if "loki" in running:
-        sources.append(
-            {
-                "name": "Loki",
-                "type": "loki",
-                "uid": DATASOURCE_UIDS["loki"],
-                "access": "proxy",
-                "url": loopback_url(ports.loki),
-            }
-        )
-    if "jaeger" in running:
-        sources.append(
-            {
-                "name": "Jaeger",
-                "type": "jaeger",
-                "uid": DATASOURCE_UIDS["jaeger"],
-                "access": "proxy",
-                "url": loopback_url(ports.jaeger_ui),
-            }
-        )
-    return {"apiVersion": 1, "datasources": sources}
+    """The provisioning of dashboards/ (fixed UIDs, exemplar/trace/log links) pointed at this stack's
+    ports; Loki and Jaeger only when they run. `$` is escaped as Grafana's provisioning files need."""
+    urls = {
+        "prometheus": loopback_url(ports.prometheus),
+        "loki": loopback_url(ports.loki),
+        "jaeger": loopback_url(ports.jaeger_ui),
+    }
+    doc = grafana_provisioning.datasources(urls)
+    serving = {"prometheus"} | (running & {"loki", "jaeger"})
+    doc["datasources"] = [d for d in doc["datasources"] if d["type"] in serving]
+    return grafana_provisioning.escape_env(doc)
 
 
 def grafana_dashboard_provider(dashboards_dir: Path) -> dict[str, Any]:
-    return {
-        "apiVersion": 1,
-        "providers": [
-            {
-                "name": "chaos-shop",
-                "type": "file",
-                "folder": "Chaos shop",
-                "allowUiUpdates": False,
-                "options": {"path": str(dashboards_dir)},
-            }
-        ],
-    }
+    return grafana_provisioning.dashboard_provider(str(dashboards_dir))
 
 
 def grafana_homepath(binary: str) -> Path | None:

@@ -94,6 +94,8 @@ def prometheus_command(binary: str, config_file: Path, data_dir: Path, port: int
         f"--storage.tsdb.path={data_dir}",
         f"--web.listen-address=127.0.0.1:{port}",
         "--web.enable-lifecycle",  # POST /-/reload after rules change
+        # keep the services' latency exemplars (trace ids), the link from a latency point to its trace
+        "--enable-feature=exemplar-storage",
         "--storage.tsdb.retention.time=7d",
         "--log.format=json",
     ]

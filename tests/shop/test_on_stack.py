@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import time
 import uuid
 from pathlib import Path
 
@@ -79,6 +80,22 @@ def test_checkout_on_the_stack_traces_logs_and_counters(
         timeout=10,
         message="the checkout's trace id in the logs of gateway, orders, payment and catalog",
     )
+
+    # The latency histogram carries the sampled trace's id as an exemplar, and Prometheus keeps it
+    # (OpenMetrics scrape + exemplar storage): the link from a point on a latency panel to this trace.
+    def exemplar_trace_ids() -> set[str]:
+        now = time.time()
+        answer = prom.http.get(
+            "/api/v1/query_exemplars",
+            params={
+                "query": 'shop_http_request_duration_seconds_bucket{service="gateway",route="/api/checkout"}',
+                "start": now - 300,
+                "end": now + 1,
+            },
+        ).json()
+        return {e["labels"].get("trace_id") for s in answer["data"] for e in s["exemplars"]}
+
+    wait_until(lambda: trace_id in exemplar_trace_ids(), timeout=20, message="the checkout's exemplar")
     # Each target is scraped at its own moment within the interval: wait for both counters, not one.
     for service, route in (("gateway", "/api/checkout"), ("payment", "/charges")):
         query = f'sum(shop_http_requests_total{{service="{service}",route="{route}"}})'
