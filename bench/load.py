@@ -15,9 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import psutil
-
 from bench.harness import BenchContext, Figure, benchmark
+from bench.runtime import memory_by_process
 from load.control import start_load, stop_load, wait_load
 from load.results import read_requests
 from sample_shop.topology import StackDescriptor
@@ -193,23 +192,6 @@ def telemetry_cost(ctx: BenchContext) -> list[Figure]:
     ]
 
 
-def _rss_by_process(target: LocalTarget, load_pid: int) -> dict[str, float]:
-    """'<service>-<replica>', 'prometheus', 'supervisor', 'load' -> RSS in MB."""
-    pids = {
-        f"{p.service}-{p.replica}" if p.replica is not None else p.service: p.pid
-        for p in target.status().processes
-        if p.pid is not None
-    }
-    pids["load generator"] = load_pid
-    rss: dict[str, float] = {}
-    for name, pid in pids.items():
-        try:
-            rss[name] = psutil.Process(pid).memory_info().rss / MB
-        except psutil.Error:
-            continue
-    return rss
-
-
 @benchmark("load.steady_memory", repeat=1, order=42)
 def steady_memory(ctx: BenchContext) -> list[Figure]:
     """Peak RSS of every process (each service replica, Prometheus, the supervisor, the load generator)
@@ -226,7 +208,9 @@ def steady_memory(ctx: BenchContext) -> list[Figure]:
     peak: dict[str, float] = {}
     try:
         while time.time() < handle.started + duration:
-            for name, value in _rss_by_process(target, handle.pid).items():
+            for name, (value, _pss) in memory_by_process(
+                target, per_replica=True, extra_pids={"load generator": handle.pid}
+            ).items():
                 peak[name] = max(peak.get(name, 0.0), value)
             time.sleep(1.0)
     finally:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Mapping
 
 import psutil
 
@@ -16,18 +17,25 @@ COLD_START_TARGET_S = 5.0
 RSS_TARGET_MB = 400.0
 
 
-def memory_by_process(target: LocalTarget) -> dict[str, tuple[float, float]]:
-    """'<service>' or 'prometheus'/'supervisor' -> (RSS, PSS) in MB, replicas of a service summed."""
-    totals: dict[str, tuple[float, float]] = {}
+def memory_by_process(
+    target: LocalTarget, per_replica: bool = False, extra_pids: Mapping[str, int] | None = None
+) -> dict[str, tuple[float, float]]:
+    """(RSS, PSS) in MB of every process of the stack, keyed '<service>' (replicas summed) or, with
+    `per_replica`, '<service>-<replica>'; plus `extra_pids` (e.g. the load generator) under their names."""
+    pids: list[tuple[str, int]] = []
     for p in target.status().processes:
-        if p.pid is None:
-            continue
+        if p.pid is not None:
+            name = f"{p.service}-{p.replica}" if per_replica and p.replica is not None else p.service
+            pids.append((name, p.pid))
+    pids.extend((extra_pids or {}).items())
+    totals: dict[str, tuple[float, float]] = {}
+    for name, pid in pids:
         try:
-            info = psutil.Process(p.pid).memory_full_info()
+            info = psutil.Process(pid).memory_full_info()
         except psutil.Error:
             continue
-        rss, pss = totals.get(p.service, (0.0, 0.0))
-        totals[p.service] = (rss + info.rss / MB, pss + getattr(info, "pss", info.rss) / MB)
+        rss, pss = totals.get(name, (0.0, 0.0))
+        totals[name] = (rss + info.rss / MB, pss + getattr(info, "pss", info.rss) / MB)
     return totals
 
 
