@@ -86,8 +86,12 @@ def stock_of(shop: ShopProcesses, product_id: int) -> int:
 def spans_of_trace(
     traces_dir: Path, trace_id: str, want: set[str], timeout_s: float = 8.0
 ) -> list[dict[str, Any]]:
-    """Every span of `trace_id` in the OTLP-JSON trace files, tagged with its service; waits for the batch
-    exporters (0.5 s schedule) until every service in `want` has one."""
+    """Every span of `trace_id` in the OTLP-JSON trace files, tagged with its service.
+
+    Waits for the batch exporters (0.5 s schedule) until every service in `want` has a span and the
+    trace is whole: at most one parent id (the caller's, outside the shop) is missing. A service's
+    spans can land in two batches, so "orders has a span" alone does not mean orders' client span to
+    payment has been written yet."""
     deadline = time.monotonic() + timeout_s
     while True:
         found = []
@@ -102,7 +106,10 @@ def spans_of_trace(
                         for span in scope["spans"]:
                             if span["traceId"] == trace_id:
                                 found.append({**span, "service": attrs["service.name"]})
-        if want <= {s["service"] for s in found} or time.monotonic() > deadline:
+        span_ids = {s["spanId"] for s in found}
+        missing_parents = {s.get("parentSpanId") for s in found} - span_ids - {None, ""}
+        whole = len(missing_parents) <= 1
+        if (want <= {s["service"] for s in found} and whole) or time.monotonic() > deadline:
             return found
         time.sleep(0.2)
 
