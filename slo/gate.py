@@ -5,8 +5,10 @@ message that says how to fix it."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import json
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from sample_shop import topology
 from slo.collect import SeriesFileError
@@ -28,6 +30,34 @@ def _slos(slo_files: Sequence[Path] | None) -> list:
         raise CannotJudge(str(exc)) from None
 
 
+def measurable(
+    slos: Sequence[SLO], *, client_metrics_scraped: bool, where: str
+) -> tuple[list[SLO], dict[str, str]]:
+    """The SLOs a stack can measure, and the name of each one it cannot -> why. A stack whose Prometheus
+    does not scrape the load generator (kind: `client_metrics_scraped` false) cannot measure the client-side
+    SLOs: judging them would be "no data" (exit 2) on every run. `where` names that Prometheus."""
+    if client_metrics_scraped:
+        return list(slos), {}
+    why = (
+        f"source client: {where} does not scrape the load generator's metrics "
+        "(stack.json client_metrics_scraped: false)"
+    )
+    return [s for s in slos if s.source != "client"], {s.name: why for s in slos if s.source == "client"}
+
+
+def _run_stack(run_dir: Path) -> dict[str, Any]:
+    """The stack a run folder was recorded on (run.json's "stack"); {} for a folder without run.json."""
+    path = run_dir / "run.json"
+    if not path.exists():
+        return {}
+    try:
+        info = json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise CannotJudge(f"{path}:{exc.lineno}: not valid JSON: {exc.msg}") from None
+    stack = info.get("stack") if isinstance(info, dict) else None
+    return stack if isinstance(stack, dict) else {}
+
+
 def run_windows(run_dir: Path, source: RunFolderSource) -> list[Window]:
     """The run's phases (phases.json), or the whole collected span when the run has none."""
     phases_file = Path(run_dir) / "phases.json"
@@ -43,23 +73,26 @@ def check_run(
     recovery_window_s: float = DEFAULT_RECOVERY_WINDOW_S,
     strict: bool = False,
     out_dir: Path | None = None,
-    slos: Sequence[SLO] | None = None,
-    not_judged: Mapping[str, str] | None = None,
 ) -> tuple[GateReport, list[Path]]:
     """Judge runs/<id>/ and write report.json, junit.xml, summary.md to `out_dir` (default RUN/slo).
 
-    `slos`: judge exactly these (already loaded) instead of loading `slo_files`; `not_judged`: the name of
-    each SLO left out on purpose -> why. The reports list those with their reason (never silently)."""
+    The SLOs the run's stack could not measure (run.json: a Prometheus that did not scrape the load
+    generator, as on kind) are left out and listed with their reason in every report, never silently; a
+    folder without run.json is judged on every SLO (what it lacks is "no data", exit 2)."""
     run_dir = Path(run_dir).resolve()
     if not run_dir.is_dir():
         raise CannotJudge(
             f"{run_dir}: no such run folder. Run an experiment first (`make experiment`) or give runs/<id>."
         )
-    if slos is not None and slo_files is not None:
-        raise CannotJudge("give SLO files or a selection of loaded SLOs, not both")
-    chosen = list(slos) if slos is not None else _slos(slo_files)
+    stack = _run_stack(run_dir)
+    where = f"the {stack.get('target', '?')} stack's Prometheus ({stack.get('prometheus_url', '?')})"
+    chosen, not_judged = measurable(
+        _slos(slo_files),
+        client_metrics_scraped=stack.get("client_metrics_scraped", True) is not False,
+        where=where,
+    )
     if not chosen:
-        left_out = "; ".join(f"{name}: {why}" for name, why in (not_judged or {}).items())
+        left_out = "; ".join(f"{name}: {why}" for name, why in not_judged.items())
         raise CannotJudge("no SLO is left to judge" + (f" (not judged: {left_out})" if left_out else ""))
     try:
         source = RunFolderSource(run_dir)
@@ -68,7 +101,7 @@ def check_run(
         )
     except (SourceError, SeriesFileError) as exc:
         raise CannotJudge(str(exc)) from None
-    report.not_judged = [{"name": name, "reason": why} for name, why in (not_judged or {}).items()]
+    report.not_judged = [{"name": name, "reason": why} for name, why in not_judged.items()]
     return report, write_reports(report, out_dir or run_dir / "slo")
 
 

@@ -24,7 +24,7 @@ from slo.evaluate import GateReport
 from slo.gate import CannotJudge, check_run
 from slo.prom import Prometheus
 from slo.report import gate_message
-from slo.spec import SLO, SpecError, load_slos
+from slo.spec import SpecError
 from testbed.experiment import live
 from testbed.experiment.catalog import PHASE_KEYS, Experiment, ExperimentFileError, resolve_experiment
 from testbed.experiment.chaos import DEFAULT_HYPOTHESIS_FREQUENCY_S, ChaosProcess, chaos_binary, chaos_command
@@ -219,31 +219,19 @@ def ensure_stack(target: Target, exp: Experiment, up_timeout_s: float, view: Pro
         time.sleep(0.5)
 
 
-def slo_selection(stack: StackDescriptor, slos: list[SLO]) -> tuple[list[SLO], dict[str, str]]:
-    """The SLOs this stack can measure, and the name of each one it cannot -> why. A stack whose Prometheus
-    does not scrape the load generator (kind: `client_metrics_scraped` false in stack.json) cannot measure
-    the client-side SLOs: judging them would be "no data" (exit 2) on every run."""
-    if stack.client_metrics_scraped:
-        return list(slos), {}
-    why = (
-        f"source client: the {stack.target} stack's Prometheus ({stack.prometheus_url}) does not scrape the "
-        "load generator's metrics (stack.json client_metrics_scraped: false)"
-    )
-    return [s for s in slos if s.source != "client"], {s.name: why for s in slos if s.source == "client"}
-
-
-def judge_run(run_dir: Path, stack: StackDescriptor) -> tuple[GateReport | None, str, list[str]]:
-    """The gate over the SLOs this stack can measure: (the report, or None and why it cannot judge; the
-    notes for run.json, which name the SLOs left out and why)."""
-    notes: list[str] = []
+def judge_run(run_dir: Path) -> tuple[GateReport | None, str, list[str]]:
+    """The gate over the run folder; run.json, written first, says which SLOs the stack could measure.
+    Returns the report (or None and why it cannot judge) and the notes for run.json, naming the SLOs left
+    out and why."""
     try:
-        judged, not_judged = slo_selection(stack, load_slos())
-        if not_judged:
-            reasons = "; ".join(sorted(set(not_judged.values())))
-            notes.append(f"SLOs not judged ({', '.join(not_judged)}): {reasons}; see slo/summary.md")
-        gate, _ = check_run(run_dir, slos=judged, not_judged=not_judged)
+        gate, _ = check_run(run_dir)
     except (SpecError, CannotJudge) as exc:
-        return None, str(exc), notes
+        return None, str(exc), []
+    notes = []
+    if gate.not_judged:
+        names = ", ".join(e["name"] for e in gate.not_judged)
+        reasons = "; ".join(sorted({e["reason"] for e in gate.not_judged}))
+        notes.append(f"SLOs not judged ({names}): {reasons}; see slo/summary.md")
     return gate, "", notes
 
 
@@ -520,7 +508,7 @@ def _finish(
         collected.notes.append(moved)
     view.stage("judging the SLOs")
     t = time.monotonic()
-    gate, gate_error, notes = judge_run(run.root, stack)
+    gate, gate_error, notes = judge_run(run.root)
     collected.notes += notes
     timing["judge_s"] = round(time.monotonic() - t, 2)
     if collected.errors and status in ("completed", "deviated"):

@@ -1,6 +1,7 @@
-"""Which SLOs the experiment runner judges: all of them on a stack whose Prometheus scrapes the load
-generator; only the server-side ones on a kind stack (stack.json `client_metrics_scraped: false`), with
-the left-out ones named, with the reason, in report.json, summary.md, junit.xml and run.json's notes.
+"""Which SLOs a run folder is judged on: all of them when its stack's Prometheus scraped the load
+generator; only the server-side ones on a kind stack (run.json's stack: `client_metrics_scraped: false`),
+with the left-out ones named, with the reason, in report.json, summary.md, junit.xml and run.json's notes.
+The experiment runner and `testbed slo check --run` go through the same gate, so they agree.
 
 The run folder is what the collector writes on kind: the gateway's counters (from the deterministic
 model of slo/synthetic.py, healthy throughout) and no load generator series, because the in-cluster
@@ -16,26 +17,22 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from typer.testing import CliRunner
 
-from sample_shop.topology import StackDescriptor
-from slo.gate import check_run
+from slo.gate import check_run, measurable
 from slo.spec import load_slos
 from slo.synthetic import Scenario, _families
-from testbed.experiment.runner import judge_run, slo_selection
+from testbed.cli import app
+from testbed.experiment.runner import judge_run
 
 START = 1_767_225_600.0  # 2026-01-01T00:00:00Z
 PHASES = (("warmup", 0, 20), ("baseline", 20, 80), ("fault", 80, 140), ("recovery", 140, 200))
 
 
-def _stack(target: str, scraped: bool) -> StackDescriptor:
-    return StackDescriptor(
-        target,  # type: ignore[arg-type]
-        "http://127.0.0.1:8080",
-        "http://127.0.0.1:9090",
-        "http://127.0.0.1:18000",
-        "/token",
-        client_metrics_scraped=scraped,
-    )
+def _record_stack(run: Path, target: str, scraped: bool) -> None:
+    """run.json as the runner writes it at the start of a run: which stack, whose Prometheus."""
+    stack = {"target": target, "prometheus_url": "http://127.0.0.1:9090", "client_metrics_scraped": scraped}
+    (run / "run.json").write_text(json.dumps({"id": run.name, "stack": stack}))
 
 
 def _iso(t: float) -> str:
@@ -81,30 +78,33 @@ def kind_run(tmp_path: Path) -> Path:
 
 def test_the_local_stack_judges_every_slo() -> None:
     slos = load_slos()
-    judged, not_judged = slo_selection(_stack("local", True), slos)
+    judged, not_judged = measurable(slos, client_metrics_scraped=True, where="local")
     assert judged == slos and not_judged == {}
     assert len(slos) == 16 and {s.source for s in slos} == {"client", "server"}
 
 
 def test_a_stack_without_client_metrics_drops_the_client_slos_and_says_why() -> None:
     slos = load_slos()
-    judged, not_judged = slo_selection(_stack("kind", False), slos)
+    judged, not_judged = measurable(slos, client_metrics_scraped=False, where="the kind stack's Prometheus")
     assert [s.name for s in judged] == [s.name for s in slos if s.source == "server"]
     assert sorted(not_judged) == sorted(s.name for s in slos if s.source == "client")
     assert len(judged) == len(not_judged) == 8
     reason = next(iter(set(not_judged.values())))
     assert "client_metrics_scraped: false" in reason and "load generator" in reason
+    assert "the kind stack's Prometheus" in reason
 
 
 def test_kind_run_all_slos_would_be_no_data_the_selection_is_judged_and_reported(kind_run: Path) -> None:
-    # the problem: judging every SLO on a kind run cannot pass (the client SLOs have no data)
+    # the problem: a folder that does not say its Prometheus lacked the client metrics is judged on every
+    # SLO, and the client SLOs have no data (fail closed)
     everything, _ = check_run(kind_run)
     assert everything.status == "nodata" and everything.exit_code == 2
     assert {s.name for s in everything.slos if s.status == "nodata"} == {
         s.name for s in load_slos() if s.source == "client"
     }
-    # the runner's selection: the server-side SLOs are judged, the client ones are listed as not judged
-    gate, error, notes = judge_run(kind_run, _stack("kind", False))
+    # run.json says the kind stack did not scrape the load generator: server-side SLOs judged, client listed
+    _record_stack(kind_run, "kind", scraped=False)
+    gate, error, notes = judge_run(kind_run)
     assert error == "" and gate is not None
     assert gate.status == "met" and gate.exit_code == 0
     assert all(s.source == "server" for s in gate.slos) and len(gate.slos) == 8
@@ -112,6 +112,9 @@ def test_kind_run_all_slos_would_be_no_data_the_selection_is_judged_and_reported
     report = json.loads((kind_run / "slo" / "report.json").read_text())
     assert sorted(e["name"] for e in report["not_judged"]) == client
     assert all("client_metrics_scraped: false" in e["reason"] for e in report["not_judged"])
+    assert all(
+        "the kind stack's Prometheus (http://127.0.0.1:9090)" in e["reason"] for e in report["not_judged"]
+    )
     summary = (kind_run / "slo" / "summary.md").read_text()
     assert "Not judged:" in summary and all(f"- {name}: source client" in summary for name in client)
     assert "8 not judged" in summary.splitlines()[2]  # the headline sentence says it too
@@ -123,7 +126,25 @@ def test_kind_run_all_slos_would_be_no_data_the_selection_is_judged_and_reported
     assert "client_metrics_scraped: false" in notes[0]
 
 
-def test_judge_run_on_a_local_stack_judges_everything(kind_run: Path) -> None:
-    gate, error, notes = judge_run(kind_run, _stack("local", True))
+def test_slo_check_on_a_kind_run_folder_agrees_with_the_runner(kind_run: Path) -> None:
+    _record_stack(kind_run, "kind", scraped=False)
+    result = CliRunner().invoke(app, ["slo", "check", "--run", str(kind_run), "--json"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.output)
+    assert report["status"] == "met" and len(report["slos"]) == 8
+    assert sorted(e["name"] for e in report["not_judged"]) == sorted(
+        s.name for s in load_slos() if s.source == "client"
+    )
+
+
+def test_a_run_on_a_stack_that_scraped_the_load_generator_is_judged_on_everything(kind_run: Path) -> None:
+    _record_stack(kind_run, "local", scraped=True)
+    gate, error, notes = judge_run(kind_run)
     assert gate is not None and gate.status == "nodata" and notes == [] and error == ""
     assert json.loads((kind_run / "slo" / "report.json").read_text())["not_judged"] == []
+
+
+def test_a_broken_run_json_cannot_be_judged_and_says_where(kind_run: Path) -> None:
+    (kind_run / "run.json").write_text('{"stack": {\n  "target": }')
+    gate, error, _ = judge_run(kind_run)
+    assert gate is None and "run.json:2: not valid JSON" in error
