@@ -17,6 +17,7 @@ import functools
 import math
 import os
 import time
+from collections import Counter
 from typing import Any
 
 import httpx
@@ -274,7 +275,9 @@ def active_faults(service: str | None = None, configuration: Configuration = Non
 
 
 def stack_healthy(configuration: Configuration = None) -> bool:
-    """Every replica the stack declares is scraped (up == 1) and the gateway answers /readyz."""
+    """As many shop targets per service are scraped (up == 1) as the stack declares replicas, and the
+    gateway answers /readyz. Counted per service, not matched by `replica` label: locally that label is the
+    replica's index, on kind the pod's name (pods have no index)."""
     descriptor = stack(configuration)
     try:
         ready = httpx.get(f"{descriptor.gateway_url}/readyz", timeout=5.0, trust_env=False).status_code == 200
@@ -282,9 +285,9 @@ def stack_healthy(configuration: Configuration = None) -> bool:
         return False
     with _prometheus(configuration) as prom:
         ups = prom.instant(f'up{{job="{SHOP_JOB}"}}')
-    up = {(labels.get("service"), labels.get("replica")) for labels, value in ups if value == 1}
-    wanted = {(r.service, str(r.replica)) for r in descriptor.replicas}
-    return ready and wanted <= up
+    up = Counter(labels.get("service") for labels, value in ups if value == 1)
+    wanted = Counter(r.service for r in descriptor.replicas)
+    return ready and all(up[service] >= count for service, count in wanted.items())
 
 
 def stack_target(configuration: Configuration = None) -> str:
