@@ -21,7 +21,7 @@ from sample_shop import topology
 from sample_shop.kit.admin import AdminApp
 from sample_shop.kit.auth import UserClaims, bearer_token, verify_token
 from sample_shop.kit.config import ConfigError, ServiceConfig, load_service_config
-from sample_shop.kit.errors import install_error_handlers
+from sample_shop.kit.errors import ShopError, install_error_handlers
 from sample_shop.kit.faults import FaultEffects, FaultRegistry
 from sample_shop.kit.health import install_health_routes
 from sample_shop.kit.logs import setup_logging
@@ -73,6 +73,15 @@ def require_user(request: Request) -> AuthenticatedUser:
     """FastAPI dependency: the verified user of `Authorization: Bearer <jwt>`; AuthError -> 401."""
     token = bearer_token(request.headers.get("authorization"))
     return AuthenticatedUser(verify_token(token, request.app.state.ctx.config.jwt_secret), token)
+
+
+def require_admin(request: Request) -> AuthenticatedUser:
+    """FastAPI dependency for admin routes: a verified user whose token carries the admin role.
+    No or a bad token -> 401 (as `require_user`); a shopper's token -> 403 `admin_only`."""
+    user = require_user(request)
+    if not user.claims.is_admin:
+        raise ShopError(403, "admin_only", "this route is for the shop's administrators only")
+    return user
 
 
 class PortDispatcher:

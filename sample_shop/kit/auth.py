@@ -10,6 +10,7 @@ import jwt
 
 ISSUER = "sample-shop/users"
 ALGORITHM = "HS256"
+ROLES = ("shopper", "admin")  # an admin may use the admin routes (/api/admin/..., /admin); a shopper may not
 
 
 class AuthError(Exception):
@@ -21,11 +22,27 @@ class UserClaims:
     user_id: int
     email: str
     expires_at: int
+    role: str = "shopper"
+
+    @property
+    def is_admin(self) -> bool:
+        return self.role == "admin"
 
 
-def issue_token(user_id: int, email: str, secret: str, ttl_s: int, now: float | None = None) -> str:
+def issue_token(
+    user_id: int, email: str, secret: str, ttl_s: int, now: float | None = None, role: str = "shopper"
+) -> str:
+    if role not in ROLES:
+        raise ValueError(f"unknown role {role!r}; one of {', '.join(ROLES)}")
     issued = int(time.time() if now is None else now)
-    payload = {"sub": str(user_id), "email": email, "iat": issued, "exp": issued + ttl_s, "iss": ISSUER}
+    payload = {
+        "sub": str(user_id),
+        "email": email,
+        "role": role,
+        "iat": issued,
+        "exp": issued + ttl_s,
+        "iss": ISSUER,
+    }
     return jwt.encode(payload, secret, algorithm=ALGORITHM)
 
 
@@ -39,9 +56,12 @@ def verify_token(token: str, secret: str) -> UserClaims:
     except jwt.InvalidTokenError as exc:
         raise AuthError(f"invalid token ({exc}): log in again (POST /api/auth/login)") from None
     try:
-        return UserClaims(int(payload["sub"]), str(payload.get("email", "")), int(payload["exp"]))
+        role = str(payload.get("role", "shopper"))
+        if role not in ROLES:
+            raise ValueError(role)
+        return UserClaims(int(payload["sub"]), str(payload.get("email", "")), int(payload["exp"]), role)
     except (TypeError, ValueError):
-        raise AuthError("invalid token subject") from None
+        raise AuthError("invalid token subject or role") from None
 
 
 def bearer_token(authorization: str | None) -> str:
