@@ -11,6 +11,7 @@ import os
 import sys
 from pathlib import Path
 
+from load.mixes import DEFAULT_MIX, MIXES
 from load.profiles import PROFILES, LoadConfigError, format_duration, resolve_params
 from load.results import default_out_dir
 from load.target import check_reachable, resolve_target
@@ -25,7 +26,9 @@ def profiles_help() -> str:
         f"{format_duration(s.default_duration_s)})"
         for s in PROFILES.values()
     ]
-    return "profiles:\n" + "\n".join(lines)
+    mix_width = max(map(len, MIXES))
+    mixes = [f"  {m.name:<{mix_width}}  {m.description}" for m in MIXES.values()]
+    return "profiles:\n" + "\n".join(lines) + "\n\njourney mixes (--mix):\n" + "\n".join(mixes)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -45,6 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--think-time-factor",
         help="scale the shoppers' 1-4 s think time (default 1; 0 = no pauses, for benchmarks)",
     )
+    parser.add_argument("--mix", help=f"journey mix: {', '.join(MIXES)} (default {DEFAULT_MIX}; see below)")
     parser.add_argument("--out", type=Path, help="result folder (default load-results/<UTC time>-<profile>)")
     parser.add_argument("--host", help="gateway base URL (default: gateway_url of the running stack)")
     parser.add_argument(
@@ -78,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         params = resolve_params(
-            args.profile, args.users, args.duration, args.spawn_rate, args.think_time_factor
+            args.profile, args.users, args.duration, args.spawn_rate, args.think_time_factor, args.mix
         )
         target = resolve_target(
             args.host,

@@ -110,6 +110,7 @@ def start_load(
     duration: Any = None,
     spawn_rate: Any = None,
     think_time_factor: Any = None,
+    mix: Any = None,
     host: str | None = None,
     state_dir: Path | str | None = None,
     metrics_port: int | None = None,
@@ -118,7 +119,7 @@ def start_load(
 ) -> LoadHandle:
     """Validate, start `python -m load` in the background, wait until it runs, record and return its
     handle. Raises LoadConfigError for bad parameters (nothing started), LoadError when it cannot run."""
-    params = resolve_params(profile, users, duration, spawn_rate, think_time_factor)
+    params = resolve_params(profile, users, duration, spawn_rate, think_time_factor, mix)
     target = resolve_target(
         host, state_dir=state_dir, metrics_port=metrics_port, allow_non_loopback=allow_non_loopback
     )
@@ -178,6 +179,7 @@ def _param_args(params: LoadParams) -> list[str]:
     return [
         "--profile", params.profile, "--users", str(params.users), "--duration", f"{params.duration_s:g}",
         "--spawn-rate", f"{params.spawn_rate:g}", "--think-time-factor", f"{params.think_time_factor:g}",
+        "--mix", params.mix,
     ]  # fmt: skip
 
 

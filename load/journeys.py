@@ -42,6 +42,7 @@ from load.routes import (
     PRODUCTS,
     REGISTER,
 )
+from load.mixes import DEFAULT_MIX, check_mix
 from sample_shop.topology import SYNTHETIC_BAGGAGE_KEY
 
 SUCCESS_CARD = "4242424242424242"  # docs/shop.md test cards: charge succeeds
@@ -229,7 +230,7 @@ class ShopUser(FastHttpUser):
         if not ok:
             raise JourneyFailed("no account")  # already recorded as a failed request
 
-    # -- journeys (weights: share of journeys started) -------------------------------------------
+    # -- journeys (the @task weights are the `browsing` mix; configure() applies the chosen mix) -------
 
     @task(20)
     def browse_catalog(self) -> None:
@@ -449,7 +450,13 @@ class ShopUser(FastHttpUser):
         return self._body.get("error") if isinstance(self._body, dict) else None
 
 
-def configure(think_time_factor: float) -> type[ShopUser]:
-    """The user class to run, with its think time scaled (0 = no thinking: the benchmarks' closed loop)."""
-    ShopUser.think_time_factor = think_time_factor
-    return ShopUser
+def configure(think_time_factor: float, mix: str = DEFAULT_MIX) -> type[ShopUser]:
+    """The user class to run: its think time scaled (0 = no thinking: the benchmarks' closed loop) and
+    its journeys weighted by the named mix (load/mixes.py)."""
+    weights = check_mix(mix).weights
+    user_class = type(f"ShopUser_{mix}", (ShopUser,), {"__module__": __name__})
+    # Set after class creation: Locust's user metaclass would merge a class-body `tasks` with the
+    # base class's @task weights instead of replacing them. Locust picks uniformly from this list.
+    user_class.tasks = [getattr(ShopUser, j) for j, weight in weights.items() for _ in range(weight)]
+    user_class.think_time_factor = think_time_factor
+    return user_class

@@ -14,6 +14,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from load.mixes import DEFAULT_MIX, check_mix
+
 MAX_USERS = 5_000
 MAX_DURATION_S = 24 * 3600.0
 MAX_SPAWN_RATE = 1_000.0
@@ -46,6 +48,7 @@ class LoadParams:
     duration_s: float
     spawn_rate: float  # users started (or stopped) per second when the target changes
     think_time_factor: float = 1.0  # scales every journey's think time; 0 = closed loop (benchmarks)
+    mix: str = DEFAULT_MIX  # which journeys shoppers start how often (load/mixes.py)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -227,6 +230,7 @@ def resolve_params(
     duration: Any = None,
     spawn_rate: Any = None,
     think_time_factor: Any = None,
+    mix: Any = None,
 ) -> LoadParams:
     """Apply the profile's defaults to the given values and validate everything.
 
@@ -250,16 +254,21 @@ def resolve_params(
         raise LoadConfigError(
             "think_time_factor", f"must be between 0 and {MAX_THINK_TIME_FACTOR:g}, got {think_time_factor!r}"
         )
-    return LoadParams(spec.name, n_users, seconds, rate, factor)
+    try:
+        journey_mix = check_mix(DEFAULT_MIX if mix is None else mix)
+    except ValueError as exc:
+        raise LoadConfigError("mix", str(exc)) from None
+    return LoadParams(spec.name, n_users, seconds, rate, factor, journey_mix.name)
 
 
 def params_from_mapping(data: Mapping[str, Any]) -> LoadParams:
     """LoadParams from a dict such as summary.json's `params` or an experiment's `load:` block."""
-    unknown = set(data) - {"profile", "users", "duration", "duration_s", "spawn_rate", "think_time_factor"}
+    known = {"profile", "users", "duration", "duration_s", "spawn_rate", "think_time_factor", "mix"}
+    unknown = set(data) - known
     if unknown:
         raise LoadConfigError(
             sorted(unknown)[0],
-            "unknown load parameter; valid: profile, users, duration, spawn_rate, think_time_factor",
+            "unknown load parameter; valid: profile, users, duration, spawn_rate, think_time_factor, mix",
         )
     if "profile" not in data:
         raise LoadConfigError("profile", f"missing; valid profiles: {', '.join(PROFILE_NAMES)}")
@@ -269,6 +278,7 @@ def params_from_mapping(data: Mapping[str, Any]) -> LoadParams:
         data.get("duration", data.get("duration_s")),
         data.get("spawn_rate"),
         data.get("think_time_factor"),
+        data.get("mix"),
     )
 
 

@@ -178,7 +178,7 @@ def _run(config: RunConfig, progress: Progress) -> int:
             progress.emit("error", message=str(exc))
             return 3
 
-    user_class = configure(params.think_time_factor)
+    user_class = configure(params.think_time_factor, params.mix)
     env = Environment(
         user_classes=[user_class],
         shape_class=shape_for(params),

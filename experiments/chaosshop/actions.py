@@ -177,10 +177,11 @@ def start_load(
     think_time_factor: Any = None,
     spawn_rate: Any = None,
     out_dir: str | None = None,
+    mix: str | None = None,
     configuration: Configuration = None,
 ) -> dict[str, Any]:
     """Start simulated shoppers in the background (load/, Locust) and return once they run. Unset
-    arguments come from the configuration (`profile`, `users`, `think_time_factor`, `load_out`); the
+    arguments come from the configuration (`profile`, `users`, `think_time_factor`, `mix`, `load_out`); the
     duration defaults to the experiment's phases plus a margin, so the load always ends by itself."""
     conf = configuration or {}
     directory = state_dir(configuration)
@@ -199,6 +200,7 @@ def start_load(
         if think_time_factor is not None
         else conf.get("think_time_factor"),
         spawn_rate=spawn_rate if spawn_rate is not None else conf.get("spawn_rate"),
+        mix=mix or conf.get("mix"),
         state_dir=directory,
     )
     run.load = handle

@@ -128,6 +128,9 @@ def load_command(
     think_time_factor: str | None = typer.Option(
         None, "--think-time-factor", help="Scale the shoppers' 1-4 s think time; 0 = none (benchmarks)."
     ),
+    mix: str | None = typer.Option(
+        None, "--mix", help="Journey mix: browsing (default, ~4 % checkouts) or buying (~30 %); docs/load.md."
+    ),
     out: Path | None = typer.Option(
         None, "--out", "-o", help="Result folder (default: load-results/<UTC time>-<profile>)."
     ),
@@ -164,7 +167,7 @@ def load_command(
     if profile is None:
         raise _usage_error("profile", "missing; valid profiles: " + ", ".join(PROFILES))
     try:
-        params = resolve_params(profile, users, duration, spawn_rate, think_time_factor)
+        params = resolve_params(profile, users, duration, spawn_rate, think_time_factor, mix)
     except LoadConfigError as exc:
         raise _usage_error(exc.field, exc.message) from None
     out_dir = out or default_out_dir(params.profile)
@@ -176,6 +179,7 @@ def load_command(
             duration=params.duration_s,
             spawn_rate=params.spawn_rate,
             think_time_factor=params.think_time_factor,
+            mix=params.mix,
             host=host,
             allow_non_loopback=allow_non_loopback,
         )

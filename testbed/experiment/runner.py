@@ -128,7 +128,12 @@ def chaos_configuration(
         conf[key] = value
     effective_profile = str(conf.get("profile", declared.get("profile", "steady")))
     try:
-        resolve_params(effective_profile, conf.get("users", declared.get("users")), plan.total_s)
+        resolve_params(
+            effective_profile,
+            conf.get("users", declared.get("users")),
+            plan.total_s,
+            mix=conf.get("mix", declared.get("mix")),
+        )
     except LoadConfigError as exc:
         option = {"profile": "--profile", "users": "--users"}.get(exc.field, exc.field)
         raise ExperimentError("input", f"{option}: {exc.message}") from None

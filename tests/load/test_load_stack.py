@@ -168,6 +168,26 @@ def test_every_journey_passes_and_the_result_files_load_into_pandas(
     assert res.summary["latency_ms"]["p99"] == pytest.approx(df["response_time_ms"].quantile(0.99), abs=0.01)
 
 
+def test_the_buying_mix_starts_several_times_as_many_checkouts(
+    healthy_gateway: StackDescriptor, no_load_left: Path, tmp_path: Path
+) -> None:
+    """The two journey mixes run side by side for the same time: `buying` gives the checkout journey a
+    several-fold larger share of the requests than `browsing`, and neither fails a request."""
+    shares = {}
+    for mix in ("browsing", "buying"):
+        out = tmp_path / mix
+        result = run_cli(
+            ["--profile", "steady", "--users", "4", "--duration", "8s", "--spawn-rate", "4",
+             "--think-time-factor", "0.05", "--mix", mix, "--out", str(out), "--metrics-port", "0"]
+        )  # fmt: skip
+        res = read_results(out)
+        assert result.returncode == 0, (res.summary["errors"], result.stderr[-2000:])
+        assert res.summary["params"]["mix"] == mix
+        df = res.requests
+        shares[mix] = (df["name"] == CHECKOUT).mean()
+    assert shares["buying"] >= 3 * shares["browsing"], shares
+
+
 def test_client_metrics_reach_prometheus_during_the_run(
     healthy_gateway: StackDescriptor,
     no_load_left: Path,
