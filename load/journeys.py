@@ -29,6 +29,7 @@ from locust import FastHttpUser, task
 from locust.contrib.fasthttp import ResponseContextManager
 from locust.exception import RescheduleTask
 
+from load.mixes import DEFAULT_MIX, check_mix
 from load.routes import (
     CART,
     CART_ITEM,
@@ -42,7 +43,6 @@ from load.routes import (
     PRODUCTS,
     REGISTER,
 )
-from load.mixes import DEFAULT_MIX, check_mix
 from sample_shop.topology import SYNTHETIC_BAGGAGE_KEY
 
 SUCCESS_CARD = "4242424242424242"  # docs/shop.md test cards: charge succeeds
