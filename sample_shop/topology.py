@@ -56,6 +56,9 @@ JAEGER_UI_PORT = 16686
 JAEGER_OTLP_HTTP_PORT = 4318
 LOKI_PORT = 3100
 GRAFANA_PORT = 3000
+NODE_EXPORTER_PORT = 9100  # host CPU, memory and pressure (node_exporter), scraped by the local Prometheus
+ALERTMANAGER_PORT = 9093
+ALERT_WEBHOOK_PORT = 9097  # the testbed's receiver of Alertmanager's notifications (AM clusters on 9094)
 
 SCRAPE_INTERVAL_S = 1.0  # the issue demands <= 2 s; 1 s lets short experiments see their faults
 RULE_EVALUATION_INTERVAL_S = 1.0
@@ -189,6 +192,7 @@ ALL_METRICS: tuple[MetricSpec, ...] = (
 SHOP_JOB = "shop"
 LOAD_JOB = "load"
 TESTBED_JOB = "testbed"
+NODE_JOB = "node"  # node_exporter: the host the stack runs on
 
 # Traffic from the load generator carries W3C baggage `synthetic=true`.
 SYNTHETIC_BAGGAGE_KEY = "synthetic"
@@ -269,6 +273,10 @@ class StackDescriptor:
     # False when this stack's Prometheus does not scrape the load generator's exporter (kind: the load runs
     # on the host, Prometheus in the cluster), so the client-side SLOs (`source: client`) cannot be judged
     client_metrics_scraped: bool = True
+    alertmanager_url: str | None = None
+    # JSON lines, one per notification Alertmanager delivered to the testbed's webhook receiver
+    alerts_file: str | None = None
+    node_exporter_url: str | None = None  # None: the host is not measured (node_exporter not installed)
 
     FILE_NAME = "stack.json"
 

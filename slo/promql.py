@@ -43,3 +43,19 @@ def sli_error_record(window_s: int) -> str:
 
 def slo_matcher(slo: SLO) -> str:
     return f'{{slo="{slo.name}"}}'
+
+
+# The host, from node_exporter (job `node`): the testbed's own measuring instrument, not an SLO. One place so
+# that the report, the live view and the verdicts' noise guard read the same numbers.
+HOST_CPU_WINDOW = "10s"
+
+
+def host_cpu_busy(window: str = HOST_CPU_WINDOW, job: str = "node") -> str:
+    """Share of the host's CPU time not idle (0..1), averaged over every core."""
+    return f'1 - avg(rate(node_cpu_seconds_total{{job="{job}",mode="idle"}}[{window}]))'
+
+
+def host_cpu_waiting(window: str = HOST_CPU_WINDOW, job: str = "node") -> str:
+    """Share of wall time some runnable task waited for a CPU (Linux PSI `some`, 0..1): saturation proper,
+    which a busy share near 1 only suggests."""
+    return f'rate(node_pressure_cpu_waiting_seconds_total{{job="{job}"}}[{window}])'

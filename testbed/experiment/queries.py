@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from sample_shop import topology
+from slo import promql
 from slo.collect import NamedQuery
 
 RATE_WINDOW = "10s"  # 10 scrapes: smooth enough to read, short enough to show a fault's edges
@@ -115,6 +116,9 @@ def plot_queries(experiment_id: str) -> list[NamedQuery]:
         ),
         NamedQuery(name("users", ""), f"sum({topology.LOAD_USERS.name})"),
         NamedQuery(name("restarts", ""), f"sum by (service) ({topology.PROCESS_RESTARTS.name})"),
+        # the host the stack runs on (node_exporter): tells a slow service from a saturated machine
+        NamedQuery(name("host_cpu_busy", ""), promql.host_cpu_busy(job=topology.NODE_JOB)),
+        NamedQuery(name("host_cpu_waiting", ""), promql.host_cpu_waiting(job=topology.NODE_JOB)),
         # a plain selector: stored as raw samples, the data that phases.json must agree with
         NamedQuery(name("phase", ""), f'{topology.EXPERIMENT_PHASE.name}{{experiment="{escaped}"}}'),
     ]

@@ -48,6 +48,7 @@ class ReportData:
     log_count: int = 0
     load_summary: dict[str, Any] | None = None
     phase_stats: list[dict[str, Any]] = field(default_factory=list)
+    host_cpu: dict[str, dict[str, float | None]] = field(default_factory=dict)  # phase -> host CPU figures
     problems: list[str] = field(default_factory=list)
 
     def x_range(self) -> tuple[float, float] | None:
@@ -160,6 +161,33 @@ def phase_request_stats(requests: pd.DataFrame, phases: Sequence[Phase]) -> list
     return rows
 
 
+HOST_CPU_BUSY_QUERY = "plot:host_cpu_busy"
+HOST_CPU_WAITING_QUERY = "plot:host_cpu_waiting"
+
+
+def _phase_values(frame: pd.DataFrame, query: str, phase: Phase) -> np.ndarray:
+    rows = frame[(frame["query"] == query) & (frame["t"] >= phase.start) & (frame["t"] < phase.end)]
+    values = rows["value"].to_numpy(dtype=float)
+    return values[np.isfinite(values)]
+
+
+def phase_host_cpu(frame: pd.DataFrame | None, phases: Sequence[Phase]) -> dict[str, dict[str, float | None]]:
+    """Per phase, the host's CPU as node_exporter saw it: mean and peak busy share, and the mean share of
+    time some task waited for a CPU (PSI). Empty when the host was not measured (no node_exporter)."""
+    if frame is None or frame.empty or not (frame["query"] == HOST_CPU_BUSY_QUERY).any():
+        return {}
+    out: dict[str, dict[str, float | None]] = {}
+    for phase in phases:
+        busy = _phase_values(frame, HOST_CPU_BUSY_QUERY, phase)
+        waiting = _phase_values(frame, HOST_CPU_WAITING_QUERY, phase)
+        out[phase.name] = {
+            "busy_mean": float(busy.mean()) if busy.size else None,
+            "busy_max": float(busy.max()) if busy.size else None,
+            "waiting_mean": float(waiting.mean()) if waiting.size else None,
+        }
+    return out
+
+
 def comparison_slice_s(baseline_s: float, fault_s: float) -> float:
     """Slices short enough that the shorter phase holds MIN_SLICES of them (the comparison needs at least
     3 per side), but no shorter than MIN_SLICE_S (a few scrapes) nor longer than slo.compare's default."""
@@ -203,6 +231,8 @@ def load_report_data(run: RunPaths, trace_count: int = 5) -> ReportData:
         data.series = read_series_frame(run)
     except (RunFolderError, OSError, ValueError) as exc:
         data.problems.append(f"metrics: {exc}")
+    if data.phases:
+        data.host_cpu = phase_host_cpu(data.series, data.phases)
     if run.slo_report_json.is_file():
         try:
             data.gate = read_json(run.slo_report_json)

@@ -122,6 +122,7 @@ def phases_section(data: ReportData) -> str:
     rows = []
     for p in data.phases:
         s = stats.get(p.name, {})
+        host = data.host_cpu.get(p.name, {})
         rows.append(
             [
                 f"<b>{escape(p.name)}</b>",
@@ -134,8 +135,17 @@ def phases_section(data: ReportData) -> str:
                 _num(s.get("p50_ms")),
                 _num(s.get("p95_ms")),
                 _num(s.get("p99_ms")),
+                _pct(host.get("busy_mean"), 0),
+                _pct(host.get("busy_max"), 0),
+                _pct(host.get("waiting_mean"), 0),
             ]
         )
+    host_note = (
+        "Host CPU from node_exporter: busy share of all cores (mean, peak) and the share of time some task "
+        "waited for a CPU (Linux pressure stall information); a saturated host slows every service at once."
+        if data.host_cpu
+        else "Host CPU: not measured in this run (node_exporter was not running; `testbed doctor` checks)."
+    )
     grafana = ""
     url = data.info.stack.get("grafana_url")
     if url:
@@ -146,7 +156,7 @@ def phases_section(data: ReportData) -> str:
         )
     return (
         "<h2>Phases</h2><p class='sub'>Times UTC. Requests and latency as the load generator saw them "
-        "(load/requests.parquet).</p>"
+        f"(load/requests.parquet). {escape(host_note)}</p>"
         + _table(
             [
                 "phase",
@@ -159,9 +169,12 @@ def phases_section(data: ReportData) -> str:
                 "p50 ms",
                 "p95 ms",
                 "p99 ms",
+                "host CPU",
+                "host CPU peak",
+                "CPU wait",
             ],
             rows,
-            numeric=range(3, 10),
+            numeric=range(3, 13),
         )
         + grafana
     )

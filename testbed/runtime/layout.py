@@ -67,6 +67,11 @@ class StateLayout:
     def prometheus_data(self) -> Path:
         return self.prometheus_dir / "data"
 
+    @property
+    def alerts_file(self) -> Path:
+        """Every notification the webhook receiver got from Alertmanager, one JSON line each."""
+        return self.root / "alerts" / "notifications.jsonl"
+
     def extra_dir(self, name: str) -> Path:
         return self.root / name
 
@@ -121,6 +126,18 @@ class PortPlan:
     def grafana(self) -> int:
         return topology.GRAFANA_PORT + self.offset
 
+    @property
+    def node_exporter(self) -> int:
+        return topology.NODE_EXPORTER_PORT + self.offset
+
+    @property
+    def alertmanager(self) -> int:
+        return topology.ALERTMANAGER_PORT + self.offset
+
+    @property
+    def alert_webhook(self) -> int:
+        return topology.ALERT_WEBHOOK_PORT + self.offset
+
     def stack_ports(self, replicas: dict[str, int], extras: tuple[str, ...] = ()) -> dict[int, str]:
         """Port -> what listens there, for every listener of a stack (used to check before and after)."""
         ports: dict[int, str] = {}
@@ -137,6 +154,11 @@ class PortPlan:
             ports[self.loki] = "Loki"
         if "grafana" in extras:
             ports[self.grafana] = "Grafana"
+        if "node-exporter" in extras:
+            ports[self.node_exporter] = "node_exporter"
+        if "alertmanager" in extras:
+            ports[self.alertmanager] = "Alertmanager"
+            ports[self.alert_webhook] = "alert webhook receiver"
         return ports
 
 

@@ -10,6 +10,7 @@ import yaml
 
 from sample_shop.topology import (
     LOAD_JOB,
+    NODE_JOB,
     RULE_EVALUATION_INTERVAL_S,
     SCRAPE_INTERVAL_S,
     SHOP_JOB,
@@ -42,9 +43,11 @@ def prometheus_config(
     token_file: Path | None = None,
     scrape_interval_s: float = SCRAPE_INTERVAL_S,
     evaluation_interval_s: float = RULE_EVALUATION_INTERVAL_S,
+    node_exporter_port: int | None = None,
+    alertmanager_port: int | None = None,
 ) -> dict[str, Any]:
     """One `shop` target per replica (labels service, replica), the load exporter and the supervisor (whose
-    /metrics needs the bearer token in `token_file`)."""
+    /metrics needs the bearer token in `token_file`); node_exporter and Alertmanager when they run."""
     if not shop_targets:
         raise ValueError("a stack needs at least one shop target")
     interval = duration(scrape_interval_s)
@@ -54,7 +57,7 @@ def prometheus_config(
     }
     if token_file is not None:  # the control API demands its bearer token on /metrics too (as on kind)
         testbed_job["authorization"] = {"type": "Bearer", "credentials_file": str(token_file)}
-    return {
+    config: dict[str, Any] = {
         "global": {
             "scrape_interval": interval,
             # a paused replica must show up == 0 within one interval, not after the default 10 s
@@ -80,6 +83,15 @@ def prometheus_config(
             testbed_job,
         ],
     }
+    if node_exporter_port is not None:
+        config["scrape_configs"].append(
+            {"job_name": NODE_JOB, "static_configs": [{"targets": [f"127.0.0.1:{node_exporter_port}"]}]}
+        )
+    if alertmanager_port is not None:
+        config["alerting"] = {
+            "alertmanagers": [{"static_configs": [{"targets": [f"127.0.0.1:{alertmanager_port}"]}]}]
+        }
+    return config
 
 
 def render_config(config: dict[str, Any]) -> str:

@@ -29,12 +29,14 @@ import psutil
 
 from sample_shop.topology import SERVICE_NAMES, SHOP_JOB, TESTBED_JOB, ReplicaEndpoint, StackDescriptor
 from testbed.runtime import extras as extras_mod
+from testbed.runtime import nodeexporter
 from testbed.runtime.base import InputError, ProcessInfo, RuntimeFailure, StartupProgress, UpOptions
 from testbed.runtime.envcontract import service_env
 from testbed.runtime.files import log_tail, write_json_atomic, write_private
 from testbed.runtime.layout import PortPlan, StateLayout, loopback_url
 from testbed.runtime.logship import LogShipper
 from testbed.runtime.metrics import PhaseBoard
+from testbed.runtime.observers import Observers, plan_observers
 from testbed.runtime.options import make_options
 from testbed.runtime.ports import busy_ports_message, listening
 from testbed.runtime.probes import Probe, probe_http, prometheus_up, readiness, shop_targets_up
@@ -116,6 +118,7 @@ class Supervisor:
     processes: ProcessTable = field(default_factory=ProcessTable)
     phases: PhaseBoard = field(default_factory=PhaseBoard)
     extras: list[extras_mod.ExtraPlan] = field(default_factory=list)
+    observers: Observers = field(default_factory=Observers)  # node_exporter, Alertmanager (observers.py)
     notes: list[str] = field(default_factory=list)
     token: str = ""
     prometheus_binary: str = "prometheus"
@@ -136,8 +139,10 @@ class Supervisor:
             )
         self.prometheus_binary = prometheus_binary
         found = extras_mod.find_extras() if self.options.extras else {}
-        self.extras = extras_mod.plan_extras(found, self.layout, self.ports)
-        busy = listening(self.ports.stack_ports(self.options.replicas, tuple(found)))
+        self.observers = plan_observers(self.layout, self.ports)
+        self.notes += self.observers.notes
+        self.extras = extras_mod.plan_extras(found, self.layout, self.ports) + self.observers.plans
+        busy = listening(self.ports.stack_ports(self.options.replicas, tuple(found) + self.observers.names))
         if busy:
             raise RuntimeFailure(
                 busy_ports_message(busy),
@@ -205,6 +210,9 @@ class Supervisor:
             self.ports.control,
             self.layout.rules_dir,
             token_file=self.layout.token_file,
+            node_exporter_port=(
+                self.ports.node_exporter if self.observers.running(nodeexporter.NAME) else None
+            ),
         )
         self.layout.prometheus_config.write_text(render_config(config))
         self.processes.add(
@@ -289,6 +297,7 @@ class Supervisor:
             state_dir=str(self.layout.root),
             traces_dir=None if "jaeger" in running else str(self.layout.traces_dir),
             logs_dir=str(self.layout.logs_dir),
+            node_exporter_url=running[nodeexporter.NAME].url if nodeexporter.NAME in running else None,
         )
 
     def _log_shipper(self) -> LogShipper | None:
