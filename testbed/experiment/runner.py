@@ -11,7 +11,7 @@ import re
 import signal
 import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -92,16 +92,15 @@ class RunOutcome:
 def chaos_configuration(
     exp: Experiment,
     plan: PhasePlan,
+    request: RunRequest,
     *,
-    profile: str | None,
-    users: int | None,
-    variables: Mapping[str, str],
     state_dir: Path,
     load_out: Path,
 ) -> dict[str, Any]:
     """The configuration values handed to `chaos run` (a var file): the phase durations, the user's
-    overrides (only of entries the experiment declares: Chaos Toolkit ignores undeclared ones), the state
-    folder and where the load writes its results."""
+    overrides from the request (--profile, --users, --var; only of entries the experiment declares: Chaos
+    Toolkit ignores undeclared ones), the state folder and where the load writes its results."""
+    profile, users, variables = request.profile, request.users, request.variables
     declared = exp.configuration
     conf: dict[str, Any] = dict(plan.config_values())
     keys = ", ".join(sorted(declared))
@@ -159,15 +158,8 @@ def resolve(request: RunRequest) -> tuple[Experiment, PhasePlan]:
         plan = plan_phases(exp.durations, request.overrides)
     except ValueError as exc:
         raise ExperimentError("input", str(exc)) from None
-    chaos_configuration(  # validates the overrides before anything starts
-        exp,
-        plan,
-        profile=request.profile,
-        users=request.users,
-        variables=request.variables,
-        state_dir=request.state_dir,
-        load_out=request.runs_dir,
-    )
+    # validates the overrides before anything starts
+    chaos_configuration(exp, plan, request, state_dir=request.state_dir, load_out=request.runs_dir)
     return exp, plan
 
 
@@ -268,6 +260,39 @@ def _interrupts() -> Iterator[list[int]]:
 # --------------------------------------------------------------------------------------------------
 
 
+@dataclass
+class RunContext:
+    """One experiment run as it goes, carried through the orchestration the way Locust's `Environment`
+    carries a test run: what was asked, what runs, on which stack, in which run folder, and the timings
+    gathered on the way. Created once the run folder exists; every later step reads and fills it."""
+
+    request: RunRequest
+    exp: Experiment
+    plan: PhasePlan
+    stack: StackDescriptor
+    state_dir: Path
+    view: ProgressView
+    started_wall: float  # time.time() when `run_experiment` was called
+    run: RunPaths
+    info: RunInfo
+    conf: dict[str, Any]  # the configuration handed to `chaos run`
+    timing: dict[str, float] = field(default_factory=dict)  # seconds per stage, for run.json
+
+
+@dataclass
+class ChaosResult:
+    """What the `chaos run` stage leaves for collecting and judging."""
+
+    chaos: ChaosProcess | None
+    cleanup: dict[str, Any]  # what the rollback check cleared
+    interrupted: bool
+    timed_out: bool
+    load_out: str | None  # where the load said it writes, seen while it ran
+    run_start: float  # wall-clock window of the run, for collection
+    run_end: float
+    marks: dict[str, int]  # telemetry file offsets before the run
+
+
 def run_experiment(request: RunRequest, view: ProgressView | None = None) -> RunOutcome:
     view = view or QuietView()
     started_wall = time.time()
@@ -286,31 +311,37 @@ def run_experiment(request: RunRequest, view: ProgressView | None = None) -> Run
         t_stack = time.monotonic()
         stack = ensure_stack(target, exp, request.up_timeout_s, view)
         stack_s = time.monotonic() - t_stack
-        return _run(request, exp, plan, stack, state_dir, view, started_wall, stack_s)
+        ctx = _start_run(request, exp, plan, stack, view, started_wall)
+        ctx.timing["stack_s"] = round(stack_s, 2)
+        return _run(ctx)
     finally:
         lock.release()
 
 
-def _run(
+_STACK_FIELDS = (
+    "target",
+    "gateway_url",
+    "prometheus_url",
+    "control_url",
+    "grafana_url",
+    "jaeger_url",
+    "state_dir",
+    "client_metrics_scraped",
+)
+
+
+def _start_run(
     request: RunRequest,
     exp: Experiment,
     plan: PhasePlan,
     stack: StackDescriptor,
-    state_dir: Path,
     view: ProgressView,
     started_wall: float,
-    stack_s: float,
-) -> RunOutcome:
+) -> RunContext:
+    """The run folder with its first run.json, and the context that carries it through the run."""
+    state_dir = request.state_dir.resolve()
     run = create_run(request.runs_dir.resolve(), exp.name, datetime.now(UTC))
-    conf = chaos_configuration(
-        exp,
-        plan,
-        profile=request.profile,
-        users=request.users,
-        variables=request.variables,
-        state_dir=state_dir,
-        load_out=run.load_dir,
-    )
+    conf = chaos_configuration(exp, plan, request, state_dir=state_dir, load_out=run.load_dir)
     info = RunInfo(
         id=run.id,
         experiment=exp.name,
@@ -321,52 +352,36 @@ def _run(
         profile=str(conf.get("profile", exp.configuration.get("profile", ""))),
         config={**{k: v for k, v in exp.configuration.items() if not isinstance(v, dict)}, **conf},
         started=iso(time.time()),
-        stack={
-            k: getattr(stack, k)
-            for k in (
-                "target",
-                "gateway_url",
-                "prometheus_url",
-                "control_url",
-                "grafana_url",
-                "jaeger_url",
-                "state_dir",
-                "client_metrics_scraped",
-            )
-        },
+        stack={k: getattr(stack, k) for k in _STACK_FIELDS},
     )
     write_run_info(run, info)
+    return RunContext(request, exp, plan, stack, state_dir, view, started_wall, run, info, conf)
+
+
+def _run(ctx: RunContext) -> RunOutcome:
     try:
-        return _execute(run, info, conf, request, exp, plan, stack, state_dir, view, started_wall, stack_s)
+        result = _execute(ctx)
+        return _finish(ctx, result)
     except BaseException as exc:  # our own error or a second Ctrl-C: the run folder says so
+        info = ctx.info
         info.status = "interrupted" if isinstance(exc, KeyboardInterrupt) else "error"
         info.exit_code = 130 if isinstance(exc, KeyboardInterrupt) else EXIT_CANNOT_JUDGE
         info.message = f"the orchestrator stopped: {exc!r}"
         info.ended = iso(time.time())
-        write_run_info(run, info)
+        write_run_info(ctx.run, info)
         raise
 
 
-def _execute(
-    run: RunPaths,
-    info: RunInfo,
-    conf: dict[str, Any],
-    request: RunRequest,
-    exp: Experiment,
-    plan: PhasePlan,
-    stack: StackDescriptor,
-    state_dir: Path,
-    view: ProgressView,
-    started_wall: float,
-    stack_s: float,
-) -> RunOutcome:
-    write_json(run.chaos_vars, {"configuration": conf})
+def _execute(ctx: RunContext) -> ChaosResult:
+    """`chaos run` under live progress, then the rollback check, whatever happened."""
+    run, exp, plan, stack, view = ctx.run, ctx.exp, ctx.plan, ctx.stack, ctx.view
+    write_json(run.chaos_vars, {"configuration": ctx.conf})
     marks = snapshot(telemetry_files(stack))
-    env = {**os.environ, "TESTBED_STATE_DIR": str(state_dir)}
+    env = {**os.environ, "TESTBED_STATE_DIR": str(ctx.state_dir)}
     if stack.kubernetes_context and "KUBERNETES_CONTEXT" not in env:
         env["KUBERNETES_CONTEXT"] = stack.kubernetes_context
     command = chaos_command(
-        exp.path, run, hypothesis_frequency_s=request.hypothesis_frequency_s, chaos=chaos_binary()
+        exp.path, run, hypothesis_frequency_s=ctx.request.hypothesis_frequency_s, chaos=chaos_binary()
     )
     view.stage(f"run folder {run.root}")
     view.stage(
@@ -376,73 +391,80 @@ def _execute(
     )
     run_start = time.time() - 1.0
     chaos: ChaosProcess | None = None
-    interrupted = timed_out = False
-    load_out: str | None = None
+    watch = _Watch()
     cleanup: dict[str, Any] = {}
     with _interrupts() as signals:  # Ctrl-C is ours until the cleanup is done
         try:
             chaos = ChaosProcess(command, run, env)
             threading.Thread(target=_prewarm, name="prewarm", daemon=True).start()
-            timeout_s = request.timeout_s or hard_timeout_s(plan)
-            deadline = time.monotonic() + timeout_s
             t_chaos = time.monotonic()
-            phase, phase_seen = None, None
-            with Prometheus(stack.prometheus_url, timeout_s=2.0) as prom:
-                while chaos.poll() is None:
-                    if signals and not interrupted:
-                        interrupted = True
-                        view.stage(
-                            "interrupted: stopping the experiment, rolling back "
-                            "(Ctrl-C again stops chaos at once; faults and load are then cleared here)"
-                        )
-                        chaos.interrupt()
-                    elif len(signals) == 2 and not chaos.terminated:
-                        view.stage("stopping chaos now")
-                        chaos.terminate()
-                    elif len(signals) >= 3 and not chaos.killed:
-                        chaos.kill()
-                    if time.monotonic() > deadline and not timed_out:
-                        timed_out = True
-                        view.stage(f"hard timeout ({timeout_s:.0f} s) reached: stopping, rolling back")
-                        chaos.interrupt()
-                    chaos.escalate()
-                    sample = live.sample(prom, exp.name)
-                    if sample.phase and sample.phase != phase:
-                        phase, phase_seen = sample.phase, time.time()
-                    handle = current_load(state_dir)
-                    if handle is not None:
-                        load_out = handle.out_dir
-                    now = time.time()
-                    view.update(time.monotonic() - t_chaos, position(plan, phase, phase_seen, now), sample)
-                    _sleep_while_running(chaos, SAMPLE_EVERY_S)
-            chaos_s = time.monotonic() - t_chaos
+            _watch_chaos(ctx, chaos, signals, watch)
+            ctx.timing["chaos_s"] = round(time.monotonic() - t_chaos, 2)
         finally:
             if chaos is not None and chaos.poll() is None:  # an error of our own: never leave chaos running
                 chaos.stop()
             view.stage("rollback check: clearing every fault and stopping the load")
-            cleanup = clear_everything(stack, state_dir)
+            cleanup = clear_everything(stack, ctx.state_dir)
             _strip_colours(run.chaos_log)
     run_end = time.time()
     view.close()
-    return _finish(
-        run,
-        info,
-        exp,
-        plan,
-        stack,
-        chaos,
-        cleanup,
-        interrupted,
-        timed_out,
-        load_out,
-        run_start,
-        run_end,
-        marks,
-        request,
-        view,
-        started_wall,
-        {"stack_s": round(stack_s, 2), "chaos_s": round(chaos_s, 2)},
+    return ChaosResult(
+        chaos=chaos,
+        cleanup=cleanup,
+        interrupted=watch.interrupted,
+        timed_out=watch.timed_out,
+        load_out=watch.load_out,
+        run_start=run_start,
+        run_end=run_end,
+        marks=marks,
     )
+
+
+@dataclass
+class _Watch:
+    """What watching `chaos run` saw: filled in while it runs, so it survives an error in the loop."""
+
+    interrupted: bool = False
+    timed_out: bool = False
+    load_out: str | None = None
+
+
+def _watch_chaos(ctx: RunContext, chaos: ChaosProcess, signals: list[int], watch: _Watch) -> None:
+    """Until `chaos run` exits: Ctrl-C and the hard timeout become interrupts (escalating on repeats),
+    and every SAMPLE_EVERY_S the live progress is sampled and shown."""
+    view, plan = ctx.view, ctx.plan
+    timeout_s = ctx.request.timeout_s or hard_timeout_s(plan)
+    deadline = time.monotonic() + timeout_s
+    t_chaos = time.monotonic()
+    phase, phase_seen = None, None
+    with Prometheus(ctx.stack.prometheus_url, timeout_s=2.0) as prom:
+        while chaos.poll() is None:
+            if signals and not watch.interrupted:
+                watch.interrupted = True
+                view.stage(
+                    "interrupted: stopping the experiment, rolling back "
+                    "(Ctrl-C again stops chaos at once; faults and load are then cleared here)"
+                )
+                chaos.interrupt()
+            elif len(signals) == 2 and not chaos.terminated:
+                view.stage("stopping chaos now")
+                chaos.terminate()
+            elif len(signals) >= 3 and not chaos.killed:
+                chaos.kill()
+            if time.monotonic() > deadline and not watch.timed_out:
+                watch.timed_out = True
+                view.stage(f"hard timeout ({timeout_s:.0f} s) reached: stopping, rolling back")
+                chaos.interrupt()
+            chaos.escalate()
+            sample = live.sample(prom, ctx.exp.name)
+            if sample.phase and sample.phase != phase:
+                phase, phase_seen = sample.phase, time.time()
+            handle = current_load(ctx.state_dir)
+            if handle is not None:
+                watch.load_out = handle.out_dir
+            now = time.time()
+            view.update(time.monotonic() - t_chaos, position(plan, phase, phase_seen, now), sample)
+            _sleep_while_running(chaos, SAMPLE_EVERY_S)
 
 
 def _prewarm() -> None:
@@ -482,32 +504,19 @@ def _journal_load_out(journal: dict[str, Any] | None) -> str | None:
     return None
 
 
-def _finish(
-    run: RunPaths,
-    info: RunInfo,
-    exp: Experiment,
-    plan: PhasePlan,
-    stack: StackDescriptor,
-    chaos: ChaosProcess | None,
-    cleanup: dict[str, Any],
-    interrupted: bool,
-    timed_out: bool,
-    load_out: str | None,
-    run_start: float,
-    run_end: float,
-    marks: dict[str, int],
-    request: RunRequest,
-    view: ProgressView,
-    started_wall: float,
-    timing: dict[str, float],
-) -> RunOutcome:
+def _finish(ctx: RunContext, result: ChaosResult) -> RunOutcome:
+    """After `chaos run`: collect, judge, write run.json, render; the outcome and its exit code."""
+    run, info, view, timing = ctx.run, ctx.info, ctx.view, ctx.timing
     journal = _read_journal(run)
+    chaos = result.chaos
     chaos_exit = chaos.popen.returncode if chaos is not None else None
-    status, why = run_status(journal, chaos_exit, interrupted=interrupted, timed_out=timed_out)
-    moved = relocate_load(run, _journal_load_out(journal) or load_out)
+    status, why = run_status(journal, chaos_exit, interrupted=result.interrupted, timed_out=result.timed_out)
+    moved = relocate_load(run, _journal_load_out(journal) or result.load_out)
     view.stage("collecting metrics, traces and logs")
     t = time.monotonic()
-    collected: Collected = collect_run(run, stack, exp.name, plan, journal, run_start, run_end, marks)
+    collected: Collected = collect_run(
+        run, ctx.stack, ctx.exp.name, ctx.plan, journal, result.run_start, result.run_end, result.marks
+    )
     timing["collect_s"] = round(time.monotonic() - t, 2)
     if moved:
         collected.notes.append(moved)
@@ -519,14 +528,13 @@ def _finish(
     if collected.errors and status in ("completed", "deviated"):
         status, why = "error", "; ".join(collected.errors)
     code = exit_code(status, gate.exit_code if gate else None)
-    message = verdict_line(
-        status, why, gate.status if gate else None, gate_message(gate) if gate else gate_error
-    )
-    info.ended = iso(run_end)
+    info.ended = iso(result.run_end)
     info.status = status
     info.verdict = gate.status if gate else None
     info.exit_code = code
-    info.message = message
+    info.message = verdict_line(
+        status, why, gate.status if gate else None, gate_message(gate) if gate else gate_error
+    )
     info.hypothesis = hypothesis_summary(journal)
     info.chaos = {
         "exit_code": chaos_exit,
@@ -537,26 +545,31 @@ def _finish(
     }
     if gate_error:
         info.chaos["gate_error"] = gate_error
-    info.cleanup = cleanup
+    info.cleanup = result.cleanup
     info.collection = collected.to_dict()
     write_run_info(run, info)
-    if request.render:
-        view.stage("rendering report.html")
-        t = time.monotonic()
-        try:
-            from testbed.report.render import render_report
-
-            render_report(run)
-        except Exception as exc:  # the verdict stands; the report's failure is said loudly
-            info.collection.setdefault("errors", []).append(f"report.html not rendered: {exc!r}")
-        timing["render_s"] = round(time.monotonic() - t, 2)
+    if ctx.request.render:
+        _render(ctx)
     update_latest(run.root.parent, run)
-    wall = time.time() - started_wall
+    wall = time.time() - ctx.started_wall
     info.timing = {
         **timing,
         "wall_s": round(wall, 2),
-        "phases_s": plan.total_s,
-        "overhead_s": round(overhead_s(wall, plan), 2),
+        "phases_s": ctx.plan.total_s,
+        "overhead_s": round(overhead_s(wall, ctx.plan), 2),
     }
     write_run_info(run, info)
     return RunOutcome(run, info, gate, code)
+
+
+def _render(ctx: RunContext) -> None:
+    """report.html; the verdict stands if it fails, and run.json says so loudly."""
+    ctx.view.stage("rendering report.html")
+    t = time.monotonic()
+    try:
+        from testbed.report.render import render_report
+
+        render_report(ctx.run)
+    except Exception as exc:
+        ctx.info.collection.setdefault("errors", []).append(f"report.html not rendered: {exc!r}")
+    ctx.timing["render_s"] = round(time.monotonic() - t, 2)

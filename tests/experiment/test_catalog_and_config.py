@@ -17,7 +17,7 @@ from testbed.experiment.catalog import (
 )
 from testbed.experiment.chaos import chaos_command
 from testbed.experiment.errors import ExperimentError
-from testbed.experiment.runner import chaos_configuration
+from testbed.experiment.runner import RunRequest, chaos_configuration
 from testbed.experiment.schedule import plan_phases
 from testbed.runfolder import RunPaths
 
@@ -121,15 +121,8 @@ def test_a_missing_file_is_named(tmp_path: Path) -> None:
 def _config(**kwargs: object) -> dict[str, object]:
     exp = resolve_experiment(BREAKER)
     plan = plan_phases(exp.durations, {"fault": 10.0})
-    args: dict[str, object] = {
-        "profile": None,
-        "users": None,
-        "variables": {},
-        "state_dir": Path("/s"),
-        "load_out": Path("/r/load"),
-        **kwargs,
-    }
-    return chaos_configuration(exp, plan, **args)  # type: ignore[arg-type]
+    request = RunRequest(experiment=BREAKER, **kwargs)  # type: ignore[arg-type]  # profile, users, variables
+    return chaos_configuration(exp, plan, request, state_dir=Path("/s"), load_out=Path("/r/load"))
 
 
 def test_configuration_carries_phases_overrides_state_and_load_folder() -> None:
