@@ -19,6 +19,7 @@ import signal
 import sys
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -26,7 +27,7 @@ from typing import Any, Literal, TextIO
 
 import gevent
 from locust.env import Environment
-from locust.runners import STATE_STOPPED
+from locust.runners import STATE_STOPPED, LocalRunner
 from locust.stats import PERCENTILES_TO_REPORT, StatsCSVFileWriter
 
 from load.bounds import STOP_TIMEOUT_S, deadline_s, hard_limit_s
@@ -167,7 +168,6 @@ def run(config: RunConfig) -> int:
 
 
 def _run(config: RunConfig, progress: Progress) -> int:
-    params, out = config.params, config.out_dir
     metrics = ClientMetrics()
     server: MetricsServer | None = None
     if config.metrics_port:
@@ -177,17 +177,66 @@ def _run(config: RunConfig, progress: Progress) -> int:
         except OSError as exc:
             progress.emit("error", message=str(exc))
             return 3
+    out = config.out_dir
+    env = _environment(config)
+    runner = env.create_local_runner()
+    recorder = RequestRecorder(out / REQUESTS_PARQUET)
+    env.events.request.add_listener(_request_listener(recorder, metrics, runner))
+    csv_writer = _CsvWriter(env, PERCENTILES_TO_REPORT, str(out / LOCUST_CSV_PREFIX), full_history=True)
+    csv_greenlet = gevent.spawn(csv_writer.stats_writer)
+    stop = _StopRequest()
+    gevent.signal_handler(signal.SIGTERM, stop, "stopped")
+    gevent.signal_handler(signal.SIGINT, stop, "stopped")
 
-    user_class = configure(params.think_time_factor, params.mix)
-    env = Environment(
+    params = config.params
+    stop_after_s = deadline_s(params.duration_s)
+    signal.alarm(int(hard_limit_s(params.duration_s)) + 1)  # last resort: default action ends the process
+    started = time.time()
+    progress.emit(
+        "started",
+        pid=os.getpid(),
+        host=config.host,
+        out_dir=str(out),
+        params=params.to_dict(),
+        metrics_port=config.metrics_port,
+        deadline=utc_iso(started + stop_after_s),
+    )
+    runner.start_shape()
+    max_users = 0
+    try:
+        max_users = _watch(config, runner, metrics, progress, stop, started)
+    finally:
+        runner.quit()  # stops the users (each finishes its step, up to STOP_TIMEOUT_S) and the shape
+        ended = time.time()
+        metrics.set_users(0)
+        csv_greenlet.kill(block=True)
+        csv_writer.write_final()
+        csv_writer.close_files()
+        _rename_csv(out)
+        recorder.close()
+        if server is not None:
+            server.stop()
+    signal.alarm(0)
+    assert stop.reason is not None  # _watch returns only once a stop was requested
+    return _report(config, runner, progress, stop.reason, (started, ended), max_users)
+
+
+def _environment(config: RunConfig) -> Environment:
+    """Locust's Environment for one run: the journeys with the mix and think time, the profile's shape."""
+    user_class = configure(config.params.think_time_factor, config.params.mix)
+    return Environment(
         user_classes=[user_class],
-        shape_class=shape_for(params),
+        shape_class=shape_for(config.params),
         host=config.host,
         stop_timeout=STOP_TIMEOUT_S,
         catch_exceptions=True,
     )
-    runner = env.create_local_runner()
-    recorder = RequestRecorder(out / REQUESTS_PARQUET)
+
+
+def _request_listener(
+    recorder: RequestRecorder, metrics: ClientMetrics, runner: LocalRunner
+) -> Callable[..., None]:
+    """Locust's request event handler: every request to requests.parquet and the client metrics."""
 
     def on_request(
         request_type: str,
@@ -214,78 +263,77 @@ def _run(config: RunConfig, progress: Progress) -> int:
         )
         metrics.observe(name, request_type, response_time, exception is None)
 
-    env.events.request.add_listener(on_request)
-    csv_writer = _CsvWriter(env, PERCENTILES_TO_REPORT, str(out / LOCUST_CSV_PREFIX), full_history=True)
-    csv_greenlet = gevent.spawn(csv_writer.stats_writer)
+    return on_request
 
-    stop_reason: list[ExitReason] = []
 
-    def request_stop(reason: ExitReason) -> None:
-        if not stop_reason:
-            stop_reason.append(reason)
+class _StopRequest:
+    """The first reason to stop wins (a signal, the shape's end, the deadline, the parent gone)."""
+
+    def __init__(self) -> None:
+        self.reason: ExitReason | None = None
+
+    def __call__(self, reason: ExitReason) -> None:
+        if self.reason is None:
+            self.reason = reason
             logger.info("stopping: %s", reason)
 
-    gevent.signal_handler(signal.SIGTERM, request_stop, "stopped")
-    gevent.signal_handler(signal.SIGINT, request_stop, "stopped")
 
-    stop_after_s = deadline_s(params.duration_s)
-    signal.alarm(int(hard_limit_s(params.duration_s)) + 1)  # last resort: default action ends the process
-    started = time.time()
-    progress.emit(
-        "started",
-        pid=os.getpid(),
-        host=config.host,
-        out_dir=str(out),
-        params=params.to_dict(),
-        metrics_port=config.metrics_port,
-        deadline=utc_iso(started + stop_after_s),
-    )
-    runner.start_shape()
+def _watch(
+    config: RunConfig,
+    runner: LocalRunner,
+    metrics: ClientMetrics,
+    progress: Progress,
+    stop: _StopRequest,
+    started: float,
+) -> int:
+    """Every PROGRESS_INTERVAL_S until a stop is requested: the users gauge, a progress event, the
+    deadline and parent checks. Returns the most users seen."""
+    duration_s = config.params.duration_s
+    stop_after_s = deadline_s(duration_s)
     recent: deque[tuple[float, int]] = deque(maxlen=6)  # (time, requests) for a 5 s rps window
     max_users = 0
-    try:
-        while True:
-            gevent.sleep(PROGRESS_INTERVAL_S)
-            now = time.time()
-            users = runner.user_count
-            max_users = max(max_users, users)
-            metrics.set_users(users)
-            total = env.stats.total
-            recent.append((now, total.num_requests))
-            window_s = recent[-1][0] - recent[0][0]
-            rps = (recent[-1][1] - recent[0][1]) / window_s if window_s > 0 else 0.0
-            if runner.state == STATE_STOPPED:  # the shape ended the run: no "0 users" progress line
-                request_stop("completed")
-                break
-            progress.emit(
-                "progress",
-                elapsed_s=round(now - started, 1),
-                duration_s=params.duration_s,
-                users=users,
-                requests=total.num_requests,
-                failures=total.num_failures,
-                rps=round(rps, 2),
-            )
-            if config.parent_pid is not None and os.getppid() != config.parent_pid:
-                request_stop("parent_gone")
-            elif now - started > stop_after_s:
-                request_stop("deadline")
-            if stop_reason:
-                break
-    finally:
-        runner.quit()  # stops the users (each finishes its step, up to STOP_TIMEOUT_S) and the shape
-        ended = time.time()
-        metrics.set_users(0)
-        csv_greenlet.kill(block=True)
-        csv_writer.write_final()
-        csv_writer.close_files()
-        _rename_csv(out)
-        recorder.close()
-        if server is not None:
-            server.stop()
-    signal.alarm(0)
+    while True:
+        gevent.sleep(PROGRESS_INTERVAL_S)
+        now = time.time()
+        users = runner.user_count
+        max_users = max(max_users, users)
+        metrics.set_users(users)
+        total = runner.stats.total
+        recent.append((now, total.num_requests))
+        window_s = recent[-1][0] - recent[0][0]
+        rps = (recent[-1][1] - recent[0][1]) / window_s if window_s > 0 else 0.0
+        if runner.state == STATE_STOPPED:  # the shape ended the run: no "0 users" progress line
+            stop("completed")
+            return max_users
+        progress.emit(
+            "progress",
+            elapsed_s=round(now - started, 1),
+            duration_s=duration_s,
+            users=users,
+            requests=total.num_requests,
+            failures=total.num_failures,
+            rps=round(rps, 2),
+        )
+        if config.parent_pid is not None and os.getppid() != config.parent_pid:
+            stop("parent_gone")
+        elif now - started > stop_after_s:
+            stop("deadline")
+        if stop.reason is not None:
+            return max_users
 
-    reason = stop_reason[0]
+
+def _report(
+    config: RunConfig,
+    runner: LocalRunner,
+    progress: Progress,
+    reason: ExitReason,
+    window: tuple[float, float],
+    max_users: int,
+) -> int:
+    """summary.json and the "finished" event; the exit code (1 when no requests, failures or journey
+    errors)."""
+    out, params = config.out_dir, config.params
+    started, ended = window
     summary = summarize(
         read_requests(out),
         params=params.to_dict(),

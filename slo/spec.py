@@ -266,6 +266,9 @@ class _Ctx:
         return name
 
 
+_Ratio = tuple[Selector, Selector | None, Selector | None, float | None]  # total, good, bad, threshold_s
+
+
 def _build_slo(ctx: _Ctx, slis: dict[str, tuple[_Ctx, dict[str, Any]]]) -> SLO | None:
     root: dict[str, Any] = ctx.doc.value
     before = len(ctx.problems)
@@ -286,8 +289,49 @@ def _build_slo(ctx: _Ctx, slis: dict[str, tuple[_Ctx, dict[str, Any]]]) -> SLO |
         "budgetingMethod, objectives (alertPolicies are generated from the objectives)",
     )
     service = ctx.string(("spec", "service"), spec.get("service"))
+    ratio = _indicator(ctx, spec, slis)
+    period_s = _time_window(ctx, spec.get("timeWindow"))
+    method = spec.get("budgetingMethod")
+    if method != "Occurrences":
+        ctx.error(
+            ("spec", "budgetingMethod"),
+            f"must be 'Occurrences' (events counted over the window; Timeslices are not supported), "
+            f"got {method!r}",
+        )
+    target = _objective(ctx, spec.get("objectives"))
+    critical, min_events = _gate_annotations(ctx, annotations)
+    journey = _journey(ctx, labels)
 
-    # Indicator: inline or by reference.
+    if len(ctx.problems) > before or ratio is None or target is None or period_s is None or service is None:
+        return None
+    total, good, bad, threshold = ratio
+    return SLO(
+        name=name,
+        display_name=str(meta.get("displayName") or name),
+        description=str(spec.get("description") or ""),
+        service=service,
+        journey=journey,
+        kind="latency" if threshold is not None else "availability",
+        source="client" if total.metric.startswith("load_") else "server",
+        total=total,
+        good=good,
+        bad=bad,
+        target=target,
+        period_s=period_s,
+        budgeting_method="Occurrences",
+        threshold_s=threshold,
+        critical=critical,
+        min_events=min_events,
+        file=ctx.file,
+        labels=labels,
+    )
+
+
+def _indicator(
+    ctx: _Ctx, spec: dict[str, Any], slis: dict[str, tuple[_Ctx, dict[str, Any]]]
+) -> _Ratio | None:
+    """The SLO's ratio metric: from its inline `indicator`, or from the SLI its `indicatorRef` names (whose
+    problems are then reported against the SLI's file)."""
     indicator_ctx, indicator_spec, indicator_path = ctx, None, ("spec", "indicator", "spec")
     if "indicator" in spec and "indicatorRef" in spec:
         ctx.error(("spec", "indicatorRef"), "give either indicator or indicatorRef, not both")
@@ -309,41 +353,38 @@ def _build_slo(ctx: _Ctx, slis: dict[str, tuple[_Ctx, dict[str, Any]]]) -> SLO |
             if ind_meta is not None:
                 ctx.string(("spec", "indicator", "metadata", "name"), ind_meta.get("name"))
             indicator_spec = ctx.mapping(indicator_path, ind.get("spec"), required=True)
-    ratio = None
-    if indicator_spec is not None:
-        ratio = _ratio_metric(indicator_ctx, indicator_path, indicator_spec)
+    if indicator_spec is None:
+        return None
+    return _ratio_metric(indicator_ctx, indicator_path, indicator_spec)
 
-    # Time window: one rolling window.
-    period_s = None
-    tw = spec.get("timeWindow")
+
+def _time_window(ctx: _Ctx, tw: Any) -> int | None:
+    """The one rolling window's length in seconds."""
     if tw is None:
         ctx.error(
             ("spec", "timeWindow"), "required field missing; write e.g. [{duration: 1h, isRolling: true}]"
         )
-    elif not isinstance(tw, list) or len(tw) != 1 or not isinstance(tw[0], dict):
+        return None
+    if not isinstance(tw, list) or len(tw) != 1 or not isinstance(tw[0], dict):
         ctx.error(("spec", "timeWindow"), "must be a list with exactly one {duration, isRolling} entry")
-    else:
-        ctx.keys(("spec", "timeWindow", 0), tw[0], {"duration", "isRolling"}, "calendar windows unsupported")
-        if tw[0].get("isRolling", True) is not True:
-            ctx.error(("spec", "timeWindow", 0, "isRolling"), "only rolling windows are supported (true)")
-        dur = tw[0].get("duration")
-        try:
-            period_s = parse_duration(dur) if dur is not None else None
-            if dur is None:
-                ctx.error(("spec", "timeWindow", 0, "duration"), "required field is missing; write e.g. 1h")
-        except ValueError as exc:
-            ctx.error(("spec", "timeWindow", 0, "duration"), str(exc))
+        return None
+    ctx.keys(("spec", "timeWindow", 0), tw[0], {"duration", "isRolling"}, "calendar windows unsupported")
+    if tw[0].get("isRolling", True) is not True:
+        ctx.error(("spec", "timeWindow", 0, "isRolling"), "only rolling windows are supported (true)")
+    dur = tw[0].get("duration")
+    if dur is None:
+        ctx.error(("spec", "timeWindow", 0, "duration"), "required field is missing; write e.g. 1h")
+        return None
+    try:
+        return parse_duration(dur)
+    except ValueError as exc:
+        ctx.error(("spec", "timeWindow", 0, "duration"), str(exc))
+        return None
 
-    method = spec.get("budgetingMethod")
-    if method != "Occurrences":
-        ctx.error(
-            ("spec", "budgetingMethod"),
-            f"must be 'Occurrences' (events counted over the window; Timeslices are not supported), "
-            f"got {method!r}",
-        )
 
-    target = _objective(ctx, spec.get("objectives"))
-
+def _gate_annotations(ctx: _Ctx, annotations: dict[str, str]) -> tuple[bool, int]:
+    """What the gate reads from the annotations: whether the SLO is critical, and the fewest events it
+    needs to decide."""
     critical = annotations.get(ANNOTATION_CRITICAL, "false")
     if critical not in ("true", "false"):
         path = ("metadata", "annotations", ANNOTATION_CRITICAL)
@@ -356,36 +397,17 @@ def _build_slo(ctx: _Ctx, slis: dict[str, tuple[_Ctx, dict[str, Any]]]) -> SLO |
             ctx.error(path, f"must be a positive integer, got {raw!r}")
         else:
             min_events = int(raw)
+    return critical == "true", min_events
+
+
+def _journey(ctx: _Ctx, labels: dict[str, str]) -> str | None:
     journey = labels.get("journey")
     if journey is not None and journey not in topology.JOURNEY_ROUTES:
         ctx.error(
             ("metadata", "labels", "journey"),
             f"unknown journey {journey!r}; known: {', '.join(topology.JOURNEY_ROUTES)}",
         )
-
-    if len(ctx.problems) > before or ratio is None or target is None or period_s is None or service is None:
-        return None
-    total, good, bad, threshold = ratio
-    return SLO(
-        name=name,
-        display_name=str(meta.get("displayName") or name),
-        description=str(spec.get("description") or ""),
-        service=service,
-        journey=journey,
-        kind="latency" if threshold is not None else "availability",
-        source="client" if total.metric.startswith("load_") else "server",
-        total=total,
-        good=good,
-        bad=bad,
-        target=target,
-        period_s=period_s,
-        budgeting_method="Occurrences",
-        threshold_s=threshold,
-        critical=critical == "true",
-        min_events=min_events,
-        file=ctx.file,
-        labels=labels,
-    )
+    return journey
 
 
 def _string_map(ctx: _Ctx, path: Path_, value: Any) -> dict[str, str]:
@@ -434,9 +456,7 @@ def _objective(ctx: _Ctx, objectives: Any) -> float | None:
     return value
 
 
-def _ratio_metric(
-    ctx: _Ctx, path: Path_, spec: dict[str, Any]
-) -> tuple[Selector, Selector | None, Selector | None, float | None] | None:
+def _ratio_metric(ctx: _Ctx, path: Path_, spec: dict[str, Any]) -> _Ratio | None:
     ctx.keys(path, spec, {"ratioMetric"}, "this testbed reads ratioMetric indicators only")
     ratio = ctx.mapping((*path, "ratioMetric"), spec.get("ratioMetric"), required=True)
     if ratio is None:
