@@ -58,6 +58,20 @@ def _positive(value: Any) -> float | None:
     return number if math.isfinite(number) and 0 < number <= MAX_PHASE_S else None
 
 
+FieldPath = tuple[str | int, ...]
+
+
+class _Problems:
+    """The problems found in one experiment file, each naming the file, the line and the field."""
+
+    def __init__(self, path: Path, doc: Document) -> None:
+        self.path, self.doc = path, doc
+        self.found: list[str] = []
+
+    def __call__(self, field_path: FieldPath, message: str) -> None:
+        self.found.append(f"{_where(self.path, self.doc, field_path)}: {message}")
+
+
 def load_experiment(path: Path) -> Experiment:
     """Read and check one experiment file; ExperimentFileError lists every problem found."""
     try:
@@ -70,21 +84,49 @@ def load_experiment(path: Path) -> Experiment:
         raise ExperimentFileError(f"{path}:1: an experiment is one YAML (or JSON) mapping")
     doc = docs[0]
     data: dict[str, Any] = doc.value
-    problems: list[str] = []
+    problem = _Problems(path, doc)
+    activities = _method_activities(problem, data)
+    configuration = data.get("configuration") or {}
+    if not isinstance(configuration, dict):
+        problem(("configuration",), "must be a mapping of names to values")
+        configuration = {}
+    durations = _durations(problem, configuration)
+    _check_control(problem, data.get("controls") or [])
+    ext_path, ext = _extension(problem, data.get("extensions") or [])
+    has_extension = ext_path != ("extensions",)
+    name = str(ext.get("id") or path.stem)
+    target = str(ext.get("target") or "local")
+    if target not in TARGETS:
+        problem((*ext_path, "target"), f"must be one of {', '.join(TARGETS)}, got {target!r}")
+    phase_activities = _phase_activities(problem, ext_path, ext, activities) if has_extension else {}
+    required = _required_replicas(problem, ext_path, ext)
+    if problem.found:
+        raise ExperimentFileError("invalid experiment:\n  " + "\n  ".join(problem.found))
+    return Experiment(
+        name=name,
+        path=path.resolve(),
+        title=str(data.get("title", "")),
+        description=" ".join(str(data.get("description") or "").split()),
+        target=target,
+        configuration=dict(configuration),
+        durations=durations,
+        phase_activities=phase_activities,
+        required_replicas=required,
+    )
 
-    def problem(field_path: tuple[str | int, ...], message: str) -> None:
-        problems.append(f"{_where(path, doc, field_path)}: {message}")
 
+def _method_activities(problem: _Problems, data: dict[str, Any]) -> set[Any]:
+    """What Chaos Toolkit itself requires (a title and a method), and the names of the method's activities."""
     for key in ("title", "method"):
         if not data.get(key):
             problem((key,), f"required by Chaos Toolkit; the experiment has no {key}")
     if "method" in data and not isinstance(data["method"], list):
         problem(("method",), "must be a list of activities")
-    activities = {a.get("name") for a in data.get("method") or [] if isinstance(a, dict) and a.get("name")}
-    configuration = data.get("configuration") or {}
-    if not isinstance(configuration, dict):
-        problem(("configuration",), "must be a mapping of names to values")
-        configuration = {}
+    return {a.get("name") for a in data.get("method") or [] if isinstance(a, dict) and a.get("name")}
+
+
+def _durations(problem: _Problems, configuration: dict[str, Any]) -> dict[str, float]:
+    """Every phase's duration from the configuration's `<phase>_s`."""
     durations: dict[str, float] = {}
     for phase, key in PHASE_KEYS.items():
         seconds = _positive(configuration.get(key))
@@ -97,7 +139,10 @@ def load_experiment(path: Path) -> Experiment:
             )
         else:
             durations[phase] = seconds
-    controls = data.get("controls") or []
+    return durations
+
+
+def _check_control(problem: _Problems, controls: Any) -> None:
     if not any(
         isinstance(c, dict) and (c.get("provider") or {}).get("module") == CONTROL_MODULE for c in controls
     ):
@@ -106,37 +151,48 @@ def load_experiment(path: Path) -> Experiment:
             f"needs the chaosshop control, which records the phases: "
             f"`controls: [{{name: chaosshop, provider: {{type: python, module: {CONTROL_MODULE}}}}}]`",
         )
-    extensions = data.get("extensions") or []
+
+
+def _extension(problem: _Problems, extensions: Any) -> tuple[FieldPath, dict[str, Any]]:
+    """The chaosshop extension and where it is (`("extensions",)` and `{}` when there is none)."""
     index, ext = next(
         ((i, e) for i, e in enumerate(extensions) if isinstance(e, dict) and e.get("name") == EXTENSION),
         (None, {}),
     )
-    ext_path: tuple[str | int, ...] = ("extensions", index) if index is not None else ("extensions",)
     if index is None:
-        problem(ext_path, "needs a chaosshop extension with `id` and `phases` (docs/experiments.md)")
-    name = str(ext.get("id") or path.stem)
-    target = str(ext.get("target") or "local")
-    if target not in TARGETS:
-        problem((*ext_path, "target"), f"must be one of {', '.join(TARGETS)}, got {target!r}")
+        problem(("extensions",), "needs a chaosshop extension with `id` and `phases` (docs/experiments.md)")
+        return ("extensions",), {}
+    return ("extensions", index), ext
+
+
+def _phase_activities(
+    problem: _Problems, ext_path: FieldPath, ext: dict[str, Any], activities: set[Any]
+) -> dict[str, str]:
+    """phase -> the method activity that starts it, from the extension's `phases`."""
     phases = ext.get("phases") or {}
     phase_activities: dict[str, str] = {}
-    if index is not None and not isinstance(phases, dict):
+    if not isinstance(phases, dict):
         problem((*ext_path, "phases"), "must map phase names to method activity names")
-    elif index is not None:
-        for phase in ("baseline", "fault"):
-            if phase not in phases:
-                problem((*ext_path, "phases"), f"needs the {phase} phase (the activity that starts it)")
-        for phase, activity in phases.items():
-            if phase not in PHASES:
-                problem((*ext_path, "phases", phase), f"unknown phase; phases are {', '.join(PHASES)}")
-            elif activity not in activities:
-                problem(
-                    (*ext_path, "phases", phase),
-                    f"no method activity is named {activity!r}; "
-                    f"activities: {', '.join(sorted(str(a) for a in activities))}",
-                )
-            else:
-                phase_activities[phase] = str(activity)
+        return phase_activities
+    for phase in ("baseline", "fault"):
+        if phase not in phases:
+            problem((*ext_path, "phases"), f"needs the {phase} phase (the activity that starts it)")
+    for phase, activity in phases.items():
+        if phase not in PHASES:
+            problem((*ext_path, "phases", phase), f"unknown phase; phases are {', '.join(PHASES)}")
+        elif activity not in activities:
+            problem(
+                (*ext_path, "phases", phase),
+                f"no method activity is named {activity!r}; "
+                f"activities: {', '.join(sorted(str(a) for a in activities))}",
+            )
+        else:
+            phase_activities[phase] = str(activity)
+    return phase_activities
+
+
+def _required_replicas(problem: _Problems, ext_path: FieldPath, ext: dict[str, Any]) -> dict[str, int]:
+    """service -> the replicas the experiment needs, from the extension's `requires.replicas`."""
     required: dict[str, int] = {}
     replicas = ((ext.get("requires") or {}) if isinstance(ext.get("requires"), dict) else {}).get("replicas")
     for service, count in (replicas or {}).items():
@@ -147,19 +203,7 @@ def load_experiment(path: Path) -> Experiment:
             problem(where, f"must be a whole number from 1 to {MAX_REPLICAS}, got {count!r}")
         else:
             required[service] = count
-    if problems:
-        raise ExperimentFileError("invalid experiment:\n  " + "\n  ".join(problems))
-    return Experiment(
-        name=name,
-        path=path.resolve(),
-        title=str(data.get("title", "")),
-        description=" ".join(str(data.get("description") or "").split()),
-        target=target,
-        configuration=dict(configuration),
-        durations=durations,
-        phase_activities=phase_activities,
-        required_replicas=required,
-    )
+    return required
 
 
 def catalog_files(directory: Path = EXPERIMENTS_DIR) -> list[Path]:
