@@ -11,7 +11,14 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, make_wsgi_app
 
-from sample_shop.topology import LATENCY_BUCKETS_S, LOAD_DURATION, LOAD_REQUESTS, LOAD_USERS, MetricSpec
+from sample_shop.topology import (
+    LATENCY_BUCKETS_S,
+    LOAD_CPU,
+    LOAD_DURATION,
+    LOAD_REQUESTS,
+    LOAD_USERS,
+    MetricSpec,
+)
 
 
 def _base_name(spec: MetricSpec) -> str:
@@ -20,7 +27,7 @@ def _base_name(spec: MetricSpec) -> str:
 
 
 class ClientMetrics:
-    """The three client metrics in a registry of their own."""
+    """The client metrics in a registry of their own."""
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
@@ -35,6 +42,7 @@ class ClientMetrics:
             registry=self.registry,
         )
         self.users = Gauge(LOAD_USERS.name, LOAD_USERS.help, LOAD_USERS.labels, registry=self.registry)
+        self.cpu = Gauge(LOAD_CPU.name, LOAD_CPU.help, LOAD_CPU.labels, registry=self.registry)
 
     def observe(self, name: str, method: str, response_time_ms: float, ok: bool) -> None:
         self.requests.labels(name=name, method=method, outcome="ok" if ok else "fail").inc()
@@ -42,6 +50,9 @@ class ClientMetrics:
 
     def set_users(self, count: int) -> None:
         self.users.set(count)
+
+    def set_cpu(self, share_of_one_core: float) -> None:
+        self.cpu.set(share_of_one_core)
 
     def wsgi_app(self) -> Any:
         return make_wsgi_app(self.registry)

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any, Literal, TextIO
 
 import gevent
+import psutil
 from locust.env import Environment
 from locust.runners import STATE_STOPPED, LocalRunner
 from locust.stats import PERCENTILES_TO_REPORT, StatsCSVFileWriter
@@ -292,12 +293,16 @@ def _watch(
     stop_after_s = deadline_s(duration_s)
     recent: deque[tuple[float, int]] = deque(maxlen=6)  # (time, requests) for a 5 s rps window
     max_users = 0
+    process = psutil.Process()
+    process.cpu_percent(None)  # the first call only starts the measurement
     while True:
         gevent.sleep(PROGRESS_INTERVAL_S)
         now = time.time()
         users = runner.user_count
         max_users = max(max_users, users)
         metrics.set_users(users)
+        cpu = process.cpu_percent(None) / 100.0  # share of one core since the last tick
+        metrics.set_cpu(cpu)
         total = runner.stats.total
         recent.append((now, total.num_requests))
         window_s = recent[-1][0] - recent[0][0]
@@ -313,6 +318,7 @@ def _watch(
             requests=total.num_requests,
             failures=total.num_failures,
             rps=round(rps, 2),
+            cpu=round(cpu, 3),
         )
         if config.parent_pid is not None and os.getppid() != config.parent_pid:
             stop("parent_gone")

@@ -155,6 +155,14 @@ LOAD_DURATION = MetricSpec(
     "Latency seen by the load generator (the user's side)",
 )
 LOAD_USERS = MetricSpec("load_users", "gauge", (), "Simulated users now running")
+# Locust warns when its own process passes 90 % of a core: a CPU-bound load generator inflates the latency
+# it measures. The verdicts' noise guard reads this (slo/noise.py).
+LOAD_CPU = MetricSpec(
+    "load_generator_cpu_ratio",
+    "gauge",
+    (),
+    "CPU used by the load generator process, as a share of one core (1.0 = one core busy)",
+)
 
 # Exported by the local supervisor (process faults, restarts, experiment phases for annotations).
 EXPERIMENT_PHASE = MetricSpec(
@@ -184,6 +192,7 @@ ALL_METRICS: tuple[MetricSpec, ...] = (
     LOAD_REQUESTS,
     LOAD_DURATION,
     LOAD_USERS,
+    LOAD_CPU,
     EXPERIMENT_PHASE,
     PROCESS_RESTARTS,
 )

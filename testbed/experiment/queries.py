@@ -119,6 +119,8 @@ def plot_queries(experiment_id: str) -> list[NamedQuery]:
         # the host the stack runs on (node_exporter): tells a slow service from a saturated machine
         NamedQuery(name("host_cpu_busy", ""), promql.host_cpu_busy(job=topology.NODE_JOB)),
         NamedQuery(name("host_cpu_waiting", ""), promql.host_cpu_waiting(job=topology.NODE_JOB)),
+        # the load generator's own CPU (share of one core; the busiest process when there are several)
+        NamedQuery(name("load_cpu", ""), f"max({topology.LOAD_CPU.name})"),
         # a plain selector: stored as raw samples, the data that phases.json must agree with
         NamedQuery(name("phase", ""), f'{topology.EXPERIMENT_PHASE.name}{{experiment="{escaped}"}}'),
     ]
