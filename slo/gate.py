@@ -5,7 +5,6 @@ message that says how to fix it."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -15,7 +14,14 @@ from slo.collect import SeriesFileError
 from slo.evaluate import DEFAULT_RECOVERY_WINDOW_S, GateReport, evaluate
 from slo.prom import Prometheus, PrometheusError
 from slo.report import write_reports
-from slo.sources import PrometheusSource, RunFolderSource, SourceError, Window, load_phases
+from slo.sources import (
+    PrometheusSource,
+    RunFolderSource,
+    SourceError,
+    Window,
+    load_phases,
+    load_run_json,
+)
 from slo.spec import SLO, SpecError, load_slos
 
 
@@ -51,17 +57,31 @@ def _run_stack(run_dir: Path) -> dict[str, Any]:
     if not path.exists():
         return {}
     try:
-        info = json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise CannotJudge(f"{path}:{exc.lineno}: not valid JSON: {exc.msg}") from None
-    stack = info.get("stack") if isinstance(info, dict) else None
+        info = load_run_json(path)
+    except SourceError as exc:
+        raise CannotJudge(str(exc)) from None
+    stack = info.get("stack")
     return stack if isinstance(stack, dict) else {}
 
 
-def run_windows(run_dir: Path, source: RunFolderSource) -> list[Window]:
-    """The run's phases (phases.json), or the whole collected span when the run has none."""
+def run_windows(run_dir: Path) -> list[Window]:
+    """The run's phases (phases.json), which must include its fault. Without them the gate cannot tell
+    this run's data from what ran on the stack before it (the collected series reach a staleness
+    lookback back), so it refuses instead of judging the whole collected span."""
     phases_file = Path(run_dir) / "phases.json"
-    return load_phases(phases_file) if phases_file.exists() else [source.span]
+    if not phases_file.exists():
+        raise CannotJudge(
+            f"{phases_file} does not exist: the run recorded no phase (it never reached its method), so "
+            "there is no window of this run's own to judge; cannot judge. Run the experiment again."
+        )
+    windows = load_phases(phases_file)
+    if not any(w.name == "fault" for w in windows):
+        names = ", ".join(w.name for w in windows) or "none"
+        raise CannotJudge(
+            f"{phases_file}: no fault phase (phases: {names}): the run never reached its fault, so "
+            "there is nothing to judge it on; cannot judge. Run the experiment again."
+        )
+    return windows
 
 
 def check_run(
@@ -97,7 +117,7 @@ def check_run(
     try:
         source = RunFolderSource(run_dir)
         report = evaluate(
-            chosen, source, run_windows(run_dir, source), phases, recovery_window_s, min_events, strict
+            chosen, source, run_windows(run_dir), phases, recovery_window_s, min_events, strict
         )
     except (SourceError, SeriesFileError) as exc:
         raise CannotJudge(str(exc)) from None

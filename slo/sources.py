@@ -13,7 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -225,6 +225,22 @@ def parse_time(text: str, now: datetime) -> float:
             f"cannot read time {text!r}: give ISO 8601 (2024-05-01T12:00:00Z), unix seconds, now or now-10m"
         ) from None
     return (dt if dt.tzinfo else dt.replace(tzinfo=UTC)).timestamp()
+
+
+def load_run_json(path: Path) -> dict[str, Any]:
+    """run.json as a JSON object: the one reader of that file (the gate, `testbed report` and the notebooks
+    go through it, so they accept and refuse the same files). Raises SourceError naming file and line."""
+    try:
+        data = json.loads(Path(path).read_text())
+    except FileNotFoundError:
+        raise SourceError(f"{path} does not exist") from None
+    except UnicodeDecodeError:
+        raise SourceError(f"{path}: not UTF-8 text") from None
+    except json.JSONDecodeError as exc:
+        raise SourceError(f"{path}:{exc.lineno}: not valid JSON: {exc.msg}") from None
+    if not isinstance(data, dict):
+        raise SourceError(f"{path}: must be a JSON object (found {type(data).__name__})")
+    return data
 
 
 def load_phases(path: Path) -> list[Window]:

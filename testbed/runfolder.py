@@ -269,9 +269,13 @@ def write_run_info(run: RunPaths, info: RunInfo) -> None:
 
 
 def read_run_info(run: RunPaths) -> RunInfo:
-    data = read_json(run.run_json)
-    if not isinstance(data, dict):
-        raise RunFolderError(f"{run.run_json}: must be a JSON object")
+    """run.json through the SLO gate's own reader, so report and gate accept and refuse the same files."""
+    from slo.sources import SourceError, load_run_json
+
+    try:
+        data = load_run_json(run.run_json)
+    except SourceError as exc:
+        raise RunFolderError(str(exc)) from None
     return RunInfo.from_dict(data, str(run.run_json))
 
 

@@ -350,7 +350,7 @@ def compare_cmd(
     or run A vs run B. Exit 0 Pass (score >= 75), 1 Marginal or Fail, 2 cannot compare."""
     try:
         report = _compare(run_a, run_b, phase_a, phase_b, slo_files, slice_, confidence)
-    except (_CannotJudge, SourceError, ValueError) as exc:
+    except (_CannotJudge, CannotJudge, SourceError, ValueError) as exc:
         raise _fail(str(exc), as_json) from None
     if as_json:
         print(json.dumps(report.to_dict(), indent=2))
@@ -385,7 +385,7 @@ def _compare(
     slice_s = _seconds("--slice", slice_)
     dir_a = _resolve_run(run_a)
     src_a = RunFolderSource(dir_a)
-    wins_a = run_windows(dir_a, src_a)
+    wins_a = run_windows(dir_a)
     if run_b is None:
         win_a = _pick(wins_a, phase_a, ["baseline"], dir_a)
         win_b = _pick(wins_a, phase_b, ["fault"], dir_a)
@@ -394,7 +394,7 @@ def _compare(
         return compare(slos, (src_a, win_a), (src_a, win_b), slice_s, confidence)
     dir_b = _resolve_run(run_b)
     src_b = RunFolderSource(dir_b)
-    wins_b = run_windows(dir_b, src_b)
+    wins_b = run_windows(dir_b)
     win_a = _pick(wins_a, phase_a, ["fault"], dir_a)
     win_b = _pick(wins_b, phase_b or (win_a.name if win_a.name != "run" else None), ["fault"], dir_b)
     return compare(slos, (src_a, win_a), (src_b, win_b), slice_s, confidence)

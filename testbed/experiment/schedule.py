@@ -133,10 +133,14 @@ def phases_from_journal(journal: Mapping[str, Any], fallback_end: float) -> list
 
 def phases_from_gauge(
     series: Sequence[tuple[Mapping[str, str], Sequence[float], Sequence[float]]],
+    *,
+    not_before: float,
 ) -> list[Phase]:
     """Phases from `testbed_experiment_phase` samples (labels, timestamps, values): each phase from its
     first sample at 1 to the first 0 after it (or its last 1). A fallback when the journal is missing;
-    accurate to a scrape interval."""
+    accurate to a scrape interval. Only this run's phases count: a phase that was already on before
+    `not_before` (the run's start; the samples reach back a staleness lookback, into whatever ran on the
+    stack before) is another run's, and is left out."""
     out = []
     for labels, timestamps, values in series:
         name = labels.get("phase")
@@ -147,6 +151,8 @@ def phases_from_gauge(
         if not ones:
             continue
         start = ones[0]
+        if start < not_before:
+            continue
         after = [t for t, v in pairs if t > start and v < 1]
         end = after[0] if after else ones[-1]
         if end > start:

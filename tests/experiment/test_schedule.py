@@ -96,8 +96,26 @@ def test_phases_from_the_gauge_take_the_first_one_and_the_first_zero_after_it() 
         ({"phase": "recovery"}, [10.0, 11.0], [0.0, 0.0]),
         ({"phase": "nonsense"}, [10.0], [1.0]),
     ]
-    phases = phases_from_gauge(series)
+    phases = phases_from_gauge(series, not_before=0.0)
     assert [(p.name, p.start, p.end) for p in phases] == [("baseline", 11.0, 13.0), ("fault", 13.0, 15.0)]
+
+
+def test_phases_from_the_gauge_ignore_phases_that_started_before_this_run() -> None:
+    """The collected samples reach one staleness lookback before the run (slo.collect): a previous run's
+    phases on the same stack, which ended 8 s before this run began, are not this run's phases."""
+    previous = [
+        ({"phase": "baseline"}, [100.0, 101.0, 130.0, 131.0], [0.0, 1.0, 1.0, 0.0]),
+        ({"phase": "fault"}, [130.0, 131.0, 160.0, 161.0], [0.0, 1.0, 1.0, 0.0]),
+        ({"phase": "recovery"}, [160.0, 161.0, 190.0, 191.0, 200.0], [0.0, 1.0, 1.0, 0.0, 0.0]),
+    ]
+    assert phases_from_gauge(previous, not_before=199.0) == []
+    # a phase already on when the run began (a stale 1 left by another run) does not count either
+    straddling = [({"phase": "warmup"}, [190.0, 195.0, 205.0, 210.0], [1.0, 1.0, 1.0, 0.0])]
+    assert phases_from_gauge(straddling, not_before=199.0) == []
+    own = [({"phase": "warmup"}, [195.0, 200.0, 205.0, 210.0], [0.0, 1.0, 1.0, 0.0])]
+    assert [(p.name, p.start, p.end) for p in phases_from_gauge(own, not_before=199.0)] == [
+        ("warmup", 200.0, 210.0)
+    ]
 
 
 def test_check_phases_names_missing_and_overlapping_phases() -> None:

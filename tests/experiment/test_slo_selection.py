@@ -148,3 +148,48 @@ def test_a_broken_run_json_cannot_be_judged_and_says_where(kind_run: Path) -> No
     (kind_run / "run.json").write_text('{"stack": {\n  "target": }')
     gate, error, _ = judge_run(kind_run)
     assert gate is None and "run.json:2: not valid JSON" in error
+
+
+def _check(run: Path) -> tuple[int, str]:
+    result = CliRunner().invoke(app, ["slo", "check", "--run", str(run)])
+    return result.exit_code, result.output
+
+
+def test_a_run_without_phases_json_cannot_be_judged(kind_run: Path) -> None:
+    """Without its phases the gate would judge the whole collected span, which reaches a staleness
+    lookback before the run into whatever else ran on the stack: no verdict on other runs' data."""
+    _record_stack(kind_run, "kind", scraped=False)
+    (kind_run / "phases.json").unlink()
+    code, output = _check(kind_run)
+    assert code == 2, output
+    assert "phases.json" in output and "cannot judge" in output
+    gate, error, _ = judge_run(kind_run)
+    assert gate is None and "phases.json" in error
+
+
+def test_a_run_that_never_reached_its_fault_cannot_be_judged(kind_run: Path) -> None:
+    _record_stack(kind_run, "kind", scraped=False)
+    (kind_run / "phases.json").write_text(
+        json.dumps(
+            [
+                {"name": n, "start": _iso(START + a), "end": _iso(START + b)}
+                for n, a, b in PHASES
+                if n != "fault"
+            ]
+        )
+    )
+    code, output = _check(kind_run)
+    assert code == 2, output
+    assert "no fault phase" in output
+
+
+@pytest.mark.parametrize("content", ["[1, 2]", '"a string"', "null"])
+def test_a_run_json_that_is_not_an_object_is_refused_by_gate_and_report_alike(
+    kind_run: Path, content: str
+) -> None:
+    (kind_run / "run.json").write_text(content)
+    code, output = _check(kind_run)
+    assert code == 2, output
+    assert "run.json: must be a JSON object" in output
+    report = CliRunner().invoke(app, ["report", str(kind_run)])
+    assert report.exit_code == 2 and "run.json: must be a JSON object" in report.output
