@@ -116,9 +116,7 @@ def check_run(
         raise CannotJudge("no SLO is left to judge" + (f" (not judged: {left_out})" if left_out else ""))
     try:
         source = RunFolderSource(run_dir)
-        report = evaluate(
-            chosen, source, run_windows(run_dir), phases, recovery_window_s, min_events, strict
-        )
+        report = evaluate(chosen, source, run_windows(run_dir), phases, recovery_window_s, min_events, strict)
     except (SourceError, SeriesFileError) as exc:
         raise CannotJudge(str(exc)) from None
     report.not_judged = [{"name": name, "reason": why} for name, why in not_judged.items()]

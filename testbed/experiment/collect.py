@@ -116,9 +116,7 @@ def collect_run(
         out.errors.append(f"metrics not collected: {exc}")
     if not out.phases and run.series_parquet.is_file():
         gauge = read_series(run.series_parquet).get(queries.name("phase", ""), [])
-        out.phases = phases_from_gauge(
-            [(s.labels, s.timestamps, s.values) for s in gauge], not_before=start
-        )
+        out.phases = phases_from_gauge([(s.labels, s.timestamps, s.values) for s in gauge], not_before=start)
         out.phases_source = "testbed_experiment_phase"
         if out.phases:
             out.notes.append("phases read from the phase gauge in Prometheus (no journal): accurate to 1 s")
