@@ -72,6 +72,8 @@ class SloResult:
     time_to_detect_s: float | None = None
     time_to_recover_s: float | None = None
     detection_note: str = ""
+    time_to_page_s: float | None = None  # fault start -> first page delivered (slo/pages.py, run folders)
+    page_note: str = ""
     notes: list[str] = field(default_factory=list)
     promql: dict[str, str] = field(default_factory=dict)
 

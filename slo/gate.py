@@ -12,6 +12,7 @@ from typing import Any
 from sample_shop import topology
 from slo.collect import SeriesFileError
 from slo.evaluate import DEFAULT_RECOVERY_WINDOW_S, GateReport, evaluate
+from slo.pages import ALERTS_FILE, NotificationsError, first_pages, read_notifications
 from slo.prom import Prometheus, PrometheusError
 from slo.report import write_reports
 from slo.sources import (
@@ -84,6 +85,28 @@ def run_windows(run_dir: Path) -> list[Window]:
     return windows
 
 
+def attach_pages(report: GateReport, run_dir: Path) -> None:
+    """Time to page per SLO from the run's alerts.jsonl (what Alertmanager delivered), beside the rules'
+    time to detect. A run without the file had no Alertmanager: every SLO says so instead of a time."""
+    fault = next((w for w in report.windows if w.name == "fault"), None)
+    if fault is None:
+        return
+    path = run_dir / ALERTS_FILE
+    if not path.is_file():
+        for s in report.slos:
+            s.page_note = f"no {ALERTS_FILE}: no Alertmanager ran with this stack, so no page was delivered"
+        return
+    try:
+        records = read_notifications(path)
+    except NotificationsError as exc:
+        raise CannotJudge(str(exc)) from None
+    pages = first_pages(records, fault.start, float("inf"))  # the file holds this run's window only
+    for s in report.slos:
+        s.time_to_page_s = pages.get(s.name)
+        if s.time_to_page_s is None:
+            s.page_note = "no page delivered after the fault started"
+
+
 def check_run(
     run_dir: Path,
     *,
@@ -120,6 +143,7 @@ def check_run(
     except (SourceError, SeriesFileError) as exc:
         raise CannotJudge(str(exc)) from None
     report.not_judged = [{"name": name, "reason": why} for name, why in not_judged.items()]
+    attach_pages(report, run_dir)
     return report, write_reports(report, out_dir or run_dir / "slo")
 
 

@@ -122,8 +122,8 @@ def markdown(report: GateReport) -> str:
         "",
         f"{gate_message(report)}. Source: {report.source}. Judged: {', '.join(report.judged_windows)}.",
         "",
-        "| SLO | objective | " + " | ".join(names) + " | budget used | detect | recover | verdict |",
-        "|---|---|" + "---|" * len(names) + "---|---|---|---|",
+        "| SLO | objective | " + " | ".join(names) + " | budget used | detect | page | recover | verdict |",
+        "|---|---|" + "---|" * len(names) + "---|---|---|---|---|",
     ]
     for s in report.slos:
         cells = []
@@ -134,7 +134,8 @@ def markdown(report: GateReport) -> str:
         lines.append(
             f"| {s.name} | {objective_text(s)} | "
             + " | ".join(cells)
-            + f" | {budget} | {_secs(s.time_to_detect_s)} | {_secs(s.time_to_recover_s)} "
+            + f" | {budget} | {_secs(s.time_to_detect_s)} | {_secs(s.time_to_page_s)} "
+            f"| {_secs(s.time_to_recover_s)} "
             f"| {_ICON[s.status]} {_VERDICT[s.status]} |"
         )
     notes = [f"- {s.name}: {note}" for s in report.slos for note in s.notes]
@@ -145,7 +146,8 @@ def markdown(report: GateReport) -> str:
     lines += [
         "",
         "Cells: SLI (events). Budget used: share of the SLO period's error budget consumed by the judged "
-        "windows. Detect: fault start to the first burn-rate alert. Recover: fault end to the first "
+        "windows. Detect: fault start to the first burn-rate alert (rule evaluation). Page: fault start to "
+        "the first page Alertmanager delivered (alerts.jsonl). Recover: fault end to the first "
         "healthy window.",
     ]
     if report.windows:
@@ -162,6 +164,7 @@ def print_table(report: GateReport, console: Console) -> None:
         table.add_column(w.name + ("" if w.name in report.judged_windows else " (info)"), justify="right")
     table.add_column("budget", justify="right")
     table.add_column("detect", justify="right")
+    table.add_column("page", justify="right")
     table.add_column("recover", justify="right")
     table.add_column("verdict")
     for s in report.slos:
@@ -175,6 +178,7 @@ def print_table(report: GateReport, console: Console) -> None:
             *cells,
             _pct(s.overall.budget_consumed, 1) if s.overall else "-",
             _secs(s.time_to_detect_s),
+            _secs(s.time_to_page_s),
             _secs(s.time_to_recover_s),
             f"[{_STYLE[s.status]}]{_VERDICT[s.status]}[/]",
         )

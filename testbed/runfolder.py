@@ -99,6 +99,11 @@ class RunPaths:
         return self.root / "logs" / "logs.jsonl"
 
     @property
+    def alerts_jsonl(self) -> Path:
+        """The notifications Alertmanager delivered during the run (slo/pages.py reads them)."""
+        return self.root / "alerts.jsonl"
+
+    @property
     def slo_dir(self) -> Path:
         return self.root / "slo"
 

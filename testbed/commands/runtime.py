@@ -116,6 +116,10 @@ def _print_stack(descriptor: StackDescriptor, notes: list[str], console: Console
         ("prometheus", descriptor.prometheus_url),
         ("control API", f"{descriptor.control_url}  (token: {descriptor.token_file})"),
     ]
+    if descriptor.alertmanager_url:
+        rows.append(
+            ("alertmanager", f"{descriptor.alertmanager_url}  (pages recorded in {descriptor.alerts_file})")
+        )
     for name in EXTRA_NAMES:
         url = getattr(descriptor, f"{name}_url")
         if url:

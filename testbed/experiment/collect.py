@@ -33,6 +33,7 @@ class Collected:
     series_rows: int = 0
     spans: int = 0
     log_lines: int = 0
+    notifications: int | None = None  # Alertmanager's deliveries in the window; None: no Alertmanager ran
     window: tuple[float, float] = (0.0, 0.0)  # what was collected: from before chaos started to its end
     errors: list[str] = field(default_factory=list)  # each makes the run unjudgeable
     notes: list[str] = field(default_factory=list)
@@ -44,6 +45,7 @@ class Collected:
             "series_rows": self.series_rows,
             "spans": self.spans,
             "log_lines": self.log_lines,
+            "notifications": self.notifications,
             "errors": self.errors,
             "notes": self.notes,
         }
@@ -137,6 +139,12 @@ def collect_run(
     out.log_lines = telemetry.collect_logs(
         telemetry.log_files(logs_dir, supervisor_log), marks, start, end, run.logs_jsonl
     )
+    if stack.alerts_file:
+        out.notifications = telemetry.collect_alerts(
+            Path(stack.alerts_file), marks, start, end, run.alerts_jsonl
+        )
+    else:
+        out.notes.append("no Alertmanager ran with this stack: no alerts.jsonl, no time to page")
     return out
 
 
@@ -145,4 +153,5 @@ def telemetry_files(stack: StackDescriptor) -> list[Path]:
     traces_dir = Path(stack.traces_dir) if stack.traces_dir else None
     logs_dir = Path(stack.logs_dir) if stack.logs_dir else None
     supervisor_log = Path(stack.state_dir) / "supervisor.log" if stack.state_dir else None
-    return telemetry.trace_files(traces_dir) + telemetry.log_files(logs_dir, supervisor_log)
+    alerts = [Path(stack.alerts_file)] if stack.alerts_file else []
+    return telemetry.trace_files(traces_dir) + telemetry.log_files(logs_dir, supervisor_log) + alerts

@@ -17,7 +17,8 @@ from testbed.runfolder import iso, parse_iso
 
 TRACE_GLOB = "*.jsonl"
 LOG_GLOB = "*.log"
-NOT_SERVICE_LOGS = {"prometheus"}  # Prometheus logs logfmt, not JSON lines, and is not a service
+# Prometheus logs logfmt, and none of these is a service: the observers' logs stay in the state folder
+NOT_SERVICE_LOGS = {"prometheus", "alertmanager", "node-exporter", "alert-webhook"}
 _FILE_NAME = re.compile(r"^(?P<service>[a-z][a-z0-9_]*?)(?:-(?P<replica>\d+))?$")
 
 
@@ -180,3 +181,25 @@ def collect_logs(files: Iterable[Path], marks: dict[str, int], start: float, end
         for _, entry in entries:
             sink.write(json.dumps(entry, separators=(",", ":"), default=str) + "\n")
     return len(entries)
+
+
+def window_notifications(lines: Iterable[str], start: float, end: float) -> Iterator[str]:
+    """The webhook receiver's records (testbed/runtime/alertsink.py) received in [start, end), as they
+    were written."""
+    for line in lines:
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            continue  # a line cut by a crash of the receiver
+        received = record.get("received_unix") if isinstance(record, dict) else None
+        if isinstance(received, int | float) and start <= received < end:
+            yield line
+
+
+def collect_alerts(alerts_file: Path, marks: dict[str, int], start: float, end: float, out: Path) -> int:
+    """The notifications Alertmanager delivered in the window into `out` (written even when none came, so
+    that a run with Alertmanager says "no page" rather than "not measured"); returns how many."""
+    kept = list(window_notifications(lines_since(alerts_file, marks.get(str(alerts_file), 0)), start, end))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text("".join(line + "\n" for line in kept), encoding="utf-8")
+    return len(kept)

@@ -202,7 +202,7 @@ def slo_section(data: ReportData) -> str:
         f"{escape(w)}{'' if w in judged else ' (info)'}<br><span class='dim'>SLI (events) · budget</span>"
         for w in windows
     ]
-    head += ["budget used", "time to detect", "time to recover", "verdict"]
+    head += ["budget used", "time to detect", "time to page", "time to recover", "verdict"]
     rows = []
     for s in gate.get("slos", []):
         objective = f"{s['target'] * 100:g}%" + (f" ≤ {s['threshold_s']:g} s" if s.get("threshold_s") else "")
@@ -215,6 +215,7 @@ def slo_section(data: ReportData) -> str:
         cells += [
             _pct(overall.get("budget_consumed"), 1),
             _secs(s.get("time_to_detect_s")),
+            _secs(s.get("time_to_page_s")),
             _secs(s.get("time_to_recover_s")),
             f'<td class="{STATUS_CLASS.get(s["status"], "")}">{escape(s["status"].upper())}</td>',
         ]
@@ -227,10 +228,17 @@ def slo_section(data: ReportData) -> str:
         for s in gate.get("slos", [])
         if s.get("detection_note") and s["status"] == "breached"
     ]
+    notes += [
+        f"<li>{escape(s['name'])}: {escape(s['page_note'])}</li>"
+        for s in gate.get("slos", [])
+        if s.get("page_note") and s["status"] == "breached"
+    ]
     return (
         f"<h2>SLOs: {escape(str(gate.get('status', '')).upper())}</h2>"
         "<p class='sub'>Per phase: SLI, events, and the share of the SLO period's error budget (1 h) the "
-        "phase consumed. Time to detect: fault start to the first burn-rate alert. Time to recover: fault "
+        "phase consumed. Time to detect: fault start to the first burn-rate alert (rule evaluation in "
+        "Prometheus). Time to page: fault start to the first page Alertmanager delivered to the testbed's "
+        "receiver (alerts.jsonl), what an on-call engineer would see. Time to recover: fault "
         "end to the first 30 s window back within the objective.</p>"
         + _table(head, rows)
         + (f"<h3>Notes</h3><ul>{''.join(notes)}</ul>" if notes else "")

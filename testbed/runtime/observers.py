@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from testbed.runtime import nodeexporter
+from testbed.runtime import alertmanager, nodeexporter
 from testbed.runtime.extras import ExtraPlan
 from testbed.runtime.layout import PortPlan, StateLayout
 
@@ -32,4 +32,9 @@ def plan_observers(layout: StateLayout, ports: PortPlan, path: str | None = None
         out.notes.append(nodeexporter.ABSENT_NOTE)
     else:
         out.plans.append(nodeexporter.node_exporter_plan(binary, ports))
+    binary = alertmanager.find_alertmanager(path)
+    if binary is None:
+        out.notes.append(alertmanager.ABSENT_NOTE)
+    else:
+        out.plans += alertmanager.alertmanager_plans(binary, layout, ports)
     return out

@@ -28,8 +28,8 @@ import httpx
 import psutil
 
 from sample_shop.topology import SERVICE_NAMES, SHOP_JOB, TESTBED_JOB, ReplicaEndpoint, StackDescriptor
+from testbed.runtime import alertmanager, nodeexporter
 from testbed.runtime import extras as extras_mod
-from testbed.runtime import nodeexporter
 from testbed.runtime.base import InputError, ProcessInfo, RuntimeFailure, StartupProgress, UpOptions
 from testbed.runtime.envcontract import service_env
 from testbed.runtime.files import log_tail, write_json_atomic, write_private
@@ -213,6 +213,7 @@ class Supervisor:
             node_exporter_port=(
                 self.ports.node_exporter if self.observers.running(nodeexporter.NAME) else None
             ),
+            alertmanager_port=self.ports.alertmanager if self.observers.running(alertmanager.NAME) else None,
         )
         self.layout.prometheus_config.write_text(render_config(config))
         self.processes.add(
@@ -298,6 +299,8 @@ class Supervisor:
             traces_dir=None if "jaeger" in running else str(self.layout.traces_dir),
             logs_dir=str(self.layout.logs_dir),
             node_exporter_url=running[nodeexporter.NAME].url if nodeexporter.NAME in running else None,
+            alertmanager_url=running[alertmanager.NAME].url if alertmanager.NAME in running else None,
+            alerts_file=str(self.layout.alerts_file) if alertmanager.NAME in running else None,
         )
 
     def _log_shipper(self) -> LogShipper | None:

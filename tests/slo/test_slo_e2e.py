@@ -139,3 +139,20 @@ def test_payment_down_fails_the_gate_naming_checkout(experiment: Experiment) -> 
         fault_sli(s) for name, s in status.items() if not name.startswith("checkout-availability")
     )
     assert fault_sli(status["checkout-availability-gateway"]) < 0.5 < worst_other
+
+
+@pytest.mark.slow
+def test_the_burn_rate_page_was_delivered_by_alertmanager(
+    experiment: Experiment, stack: StackDescriptor
+) -> None:
+    """Prometheus sent the page alert to the real Alertmanager, which delivered it to the testbed's webhook
+    receiver: time to page = detection + group_wait (1 s) + delivery, so a few seconds after detection."""
+    from slo.pages import first_pages, read_notifications
+
+    assert stack.alerts_file, "Alertmanager is installed here (make setup), so the stack runs it"
+    fault = next(p for p in json.loads(experiment.phases_file.read_text()) if p["name"] == "fault")
+    fault_start = datetime.fromisoformat(fault["start"].replace("Z", "+00:00")).timestamp()
+    pages = first_pages(read_notifications(Path(stack.alerts_file)), fault_start, experiment.end + 5)
+    for name in ("checkout-availability-gateway", "checkout-availability-client"):
+        assert name in pages, f"no page delivered for {name}: {sorted(pages)}"
+        assert 0 <= pages[name] < 30
