@@ -37,7 +37,7 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/python -m ipykernel install --sys-prefix --name python3 >/dev/null
 	@touch $@
 
-setup: $(VENV)/.installed ## create .venv, install Python dependencies, install Prometheus (and Chromium) if missing
+setup: $(VENV)/.installed ## create .venv, install Python deps and the system packages (scripts/system-packages.txt) if missing
 	@scripts/install-system-deps.sh
 	@echo "setup done. Next: 'make experiment' (the main job) or 'make test'."
 

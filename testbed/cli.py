@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import typer
 
-from testbed.commands import experiment, fault, load, runtime, slo
+from testbed.commands import doctor, experiment, fault, load, runtime, slo
 
 app = typer.Typer(
     name="testbed",
@@ -19,7 +19,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-for area in (runtime, load, fault, slo, experiment):
+for area in (runtime, load, fault, slo, experiment, doctor):
     area.register(app)
 
 
