@@ -16,6 +16,7 @@ from typing import Any
 import yaml
 
 from dashboards import experiment, loadgen, logs_traces, overview, provisioning, slos
+from sample_shop.basics import write_text_atomic
 
 DASHBOARDS_DIR = Path(__file__).resolve().parent
 BUILDERS: dict[str, Callable[[], dict[str, Any]]] = {
@@ -63,10 +64,7 @@ def write(out: Path) -> list[Path]:
     written = []
     for rel, content in render().items():
         path = out / rel
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp")
-        tmp.write_text(content, encoding="utf-8")
-        tmp.replace(path)  # a Grafana polling the folder never reads half a file
+        write_text_atomic(path, content)  # a Grafana polling the folder never reads half a file
         written.append(path)
     return written
 

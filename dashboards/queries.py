@@ -18,6 +18,8 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from sample_shop.basics import prom_duration
+
 # Grafana's roundInterval table above 1 s: (upper bound of the raw interval, rounded interval), in ms.
 _NICE_STEPS_MS: tuple[tuple[float, int], ...] = (
     (1_500, 1_000), (3_500, 2_000), (7_500, 5_000), (12_500, 10_000), (17_500, 15_000),
@@ -150,18 +152,14 @@ class TimeVariables:
 
     def values(self) -> dict[str, str]:
         return {
-            "__interval": duration(self.interval_s),
+            "__interval": prom_duration(self.interval_s),
             "__interval_ms": str(round(self.interval_s * 1000)),
-            "__rate_interval": duration(self.rate_interval_s),
+            "__rate_interval": prom_duration(self.rate_interval_s),
             "__range": f"{round(self.range_s)}s",
             "__range_s": str(round(self.range_s)),
             "__range_ms": str(round(self.range_s * 1000)),
-            "__auto": duration(self.interval_s),
+            "__auto": prom_duration(self.interval_s),
         }
-
-
-def duration(seconds: float) -> str:
-    return f"{seconds:g}s" if seconds >= 1 else f"{round(seconds * 1000)}ms"
 
 
 def nice_interval_ms(raw_ms: float) -> int:

@@ -12,9 +12,10 @@ import sys
 from pathlib import Path
 
 from load.mixes import DEFAULT_MIX, MIXES
-from load.profiles import PROFILES, LoadConfigError, format_duration, resolve_params
+from load.profiles import PROFILES, LoadConfigError, resolve_params
 from load.results import default_out_dir
 from load.target import check_reachable, resolve_target
+from sample_shop.basics import format_duration
 
 EXIT_OK, EXIT_FAILURES, EXIT_USAGE, EXIT_CANNOT_RUN = 0, 1, 2, 3
 

@@ -29,8 +29,9 @@ import psutil
 
 from load.bounds import STOP_TIMEOUT_S, hard_limit_s
 from load.profiles import LoadParams, resolve_params
-from load.results import LOG_FILE, PROGRESS_JSONL, SUMMARY_JSON, read_summary, write_json
+from load.results import LOG_FILE, PROGRESS_JSONL, SUMMARY_JSON, read_summary
 from load.target import check_reachable, resolve_target
+from sample_shop.basics import write_json_atomic
 from sample_shop.topology import default_state_dir
 
 HANDLE_FILE = "load.json"
@@ -171,7 +172,7 @@ def start_load(
         _terminate(handle, timeout_s=5.0)
         _children.pop(child.pid, None)
         raise
-    write_json(handle_path(state_dir), handle.to_dict())
+    write_json_atomic(handle_path(state_dir), handle.to_dict(), allow_nan=False)
     return handle
 
 

@@ -9,12 +9,12 @@ before any process is started.
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
 from load.mixes import DEFAULT_MIX, check_mix
+from sample_shop import basics
 
 MAX_USERS = 5_000
 MAX_DURATION_S = 24 * 3600.0
@@ -167,38 +167,14 @@ PROFILE_NAMES: tuple[str, ...] = tuple(PROFILES)
 # Parsing and validation
 # ----------------------------------------------------------------------------------------------------
 
-_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|h|m|s)")
-_DURATION_UNITS = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 0.001}
-
 
 def parse_duration(value: str | float | int, field: str = "duration") -> float:
-    """'90', '90s', '5m', '1h30m', '1.5s', '500ms' or a number of seconds -> seconds (> 0)."""
-    if isinstance(value, bool):
-        raise LoadConfigError(field, f"expected a duration such as 60s, 5m or 1h30m, got {value!r}")
-    if isinstance(value, int | float):
-        seconds = float(value)
-    else:
-        text = value.strip().lower()
-        if re.fullmatch(r"\d+(?:\.\d+)?", text):
-            seconds = float(text)
-        elif text and _DURATION_PART.sub("", text) == "":
-            seconds = sum(float(n) * _DURATION_UNITS[u] for n, u in _DURATION_PART.findall(text))
-        else:
-            raise LoadConfigError(field, f"expected a duration such as 60s, 5m or 1h30m, got {value!r}")
-    if not math.isfinite(seconds) or seconds <= 0:
-        raise LoadConfigError(field, f"must be greater than 0, got {value!r}")
-    if seconds > MAX_DURATION_S:
-        raise LoadConfigError(field, f"must be at most 24h, got {value!r}")
-    return seconds
-
-
-def format_duration(seconds: float) -> str:
-    whole = int(seconds)
-    if whole != seconds:
-        return f"{seconds:g}s"
-    h, rest = divmod(whole, 3600)
-    m, s = divmod(rest, 60)
-    return "".join(f"{n}{u}" for n, u in ((h, "h"), (m, "m"), (s, "s")) if n) or "0s"
+    """A duration as a user types it (sample_shop.basics' one grammar: '90', '90s', '5m', '1h30m', '500ms',
+    ...) -> seconds, more than 0 and at most MAX_DURATION_S; LoadConfigError names the field."""
+    try:
+        return basics.parse_duration(value, max_s=MAX_DURATION_S)
+    except basics.DurationError as exc:
+        raise LoadConfigError(field, str(exc)) from None
 
 
 def _number(value: Any, field: str, kind: type[int] | type[float]) -> float:

@@ -264,10 +264,3 @@ def default_out_dir(profile: str, now: datetime | None = None) -> Path:
     """load-results/<UTC time>-<profile>/ in the current folder (experiments pass runs/<id>/load/)."""
     stamp = (now or datetime.now(UTC)).strftime("%Y%m%dT%H%M%SZ")
     return Path("load-results") / f"{stamp}-{profile}"
-
-
-def write_json(path: Path, data: Mapping[str, Any]) -> None:
-    """Atomic write: readers (stop_load, the CLI) never see half a file."""
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=False, allow_nan=False) + "\n")
-    tmp.replace(path)

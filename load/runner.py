@@ -21,7 +21,6 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal, TextIO
 
@@ -48,9 +47,9 @@ from load.results import (
     RequestRecorder,
     read_requests,
     summarize,
-    write_json,
 )
 from load.shapes import shape_for
+from sample_shop.basics import utc_iso, write_json_atomic
 
 PROGRESS_INTERVAL_S = 1.0
 
@@ -67,10 +66,6 @@ class RunConfig:
     parent_pid: int | None = None
     progress: Literal["text", "jsonl", "none"] = "text"
     metrics_host: str = "127.0.0.1"  # 0.0.0.0 only inside a pod, where Prometheus scrapes from outside
-
-
-def utc_iso(epoch_s: float) -> str:
-    return datetime.fromtimestamp(epoch_s, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 class Progress:
@@ -351,7 +346,7 @@ def _report(
         peak_users=max(max_users, 0) or peak_users(params),
     )
     summary["journey_errors"] = sum(row["count"] for row in runner.exceptions.values())
-    write_json(out / SUMMARY_JSON, summary)
+    write_json_atomic(out / SUMMARY_JSON, summary, allow_nan=False)
     progress.emit(
         "finished",
         exit_reason=reason,

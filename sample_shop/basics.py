@@ -74,7 +74,7 @@ def parse_duration(
         elif text and _DURATION_PART.sub("", text) == "":
             seconds = sum(float(n) * DURATION_UNITS_S[u] for n, u in _DURATION_PART.findall(text))
         else:
-            raise DurationError(f"expected a duration ({DURATION_FORMS}), got {value!r}")
+            raise DurationError(f"cannot parse duration {value!r}; write {DURATION_FORMS}")
     else:
         raise DurationError(f"expected a duration ({DURATION_FORMS}), got {type(value).__name__}")
     if not math.isfinite(seconds) or seconds < 0 or (seconds == 0 and not allow_zero):

@@ -16,6 +16,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from sample_shop.basics import write_text_atomic
+
 # --------------------------------------------------------------------------------------------------
 # Services
 # --------------------------------------------------------------------------------------------------
@@ -294,9 +296,7 @@ class StackDescriptor:
 
     def write(self, state_dir: Path) -> Path:
         path = Path(state_dir) / self.FILE_NAME
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(self.to_json())
-        tmp.replace(path)  # atomic: readers never see half a file
+        write_text_atomic(path, self.to_json())  # readers never see half a file
         return path
 
     @classmethod

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+from sample_shop.basics import prom_duration
 from slo.selector import Selector
 from slo.spec import SLO
-from slo.windows import promql_duration
 
 RULE_PREFIX = "slo"
 ALERT_NAME = "SLOErrorBudgetBurn"
@@ -16,13 +16,13 @@ def number(x: float) -> str:
 
 
 def sum_rate(sel: Selector, window_s: int) -> str:
-    return f"sum(rate({sel.promql()}[{promql_duration(window_s)}]))"
+    return f"sum(rate({sel.promql()}[{prom_duration(window_s)}]))"
 
 
 def sum_increase_at(sel: Selector, window_s: int, at_unix_s: float) -> str:
     """Events of the window (at - window, at] as Prometheus counts them, pinned with the @ modifier.
     Reports show it so every number can be reproduced in the Prometheus UI."""
-    return f"sum(increase({sel.promql()}[{promql_duration(window_s)}] @ {at_unix_s:.3f}))"
+    return f"sum(increase({sel.promql()}[{prom_duration(window_s)}] @ {at_unix_s:.3f}))"
 
 
 def error_ratio(slo: SLO, window_s: int) -> str:
@@ -38,7 +38,7 @@ def error_ratio(slo: SLO, window_s: int) -> str:
 
 def sli_error_record(window_s: int) -> str:
     """Recording-rule name of the error ratio over a window, Sloth-style: slo:sli_error:ratio_rate5m."""
-    return f"{RULE_PREFIX}:sli_error:ratio_rate{promql_duration(window_s)}"
+    return f"{RULE_PREFIX}:sli_error:ratio_rate{prom_duration(window_s)}"
 
 
 def slo_matcher(slo: SLO) -> str:

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import xml.etree.ElementTree as ET
-from datetime import UTC, datetime
 from pathlib import Path
 
 from rich.console import Console
 from rich.table import Table
 
+from sample_shop.basics import utc_iso, write_json_atomic, write_text_atomic
 from slo.evaluate import GateReport, SloResult, WindowResult
 
 REPORT_JSON, JUNIT_XML, SUMMARY_MD = "report.json", "junit.xml", "summary.md"
@@ -28,10 +27,6 @@ def _num(x: float | None, fmt: str = ".2f") -> str:
 
 def _secs(x: float | None) -> str:
     return "-" if x is None else f"{x:.0f} s"
-
-
-def _iso(t: float) -> str:
-    return datetime.fromtimestamp(t, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
 def objective_text(s: SloResult) -> str:
@@ -72,9 +67,9 @@ def _gate_message(report: GateReport) -> str:
 def write_reports(report: GateReport, out_dir: Path) -> list[Path]:
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = [out_dir / REPORT_JSON, out_dir / JUNIT_XML, out_dir / SUMMARY_MD]
-    paths[0].write_text(json.dumps(report.to_dict(), indent=2) + "\n")
-    paths[1].write_text(junit_xml(report))
-    paths[2].write_text(markdown(report))
+    write_json_atomic(paths[0], report.to_dict())
+    write_text_atomic(paths[1], junit_xml(report))
+    write_text_atomic(paths[2], markdown(report))
     return paths
 
 
@@ -151,7 +146,9 @@ def markdown(report: GateReport) -> str:
         "healthy window.",
     ]
     if report.windows:
-        spans = ", ".join(f"{w.name} {_iso(w.start)} → {_iso(w.end)}" for w in report.windows)
+        spans = ", ".join(
+            f"{w.name} {utc_iso(w.start, 'seconds')} → {utc_iso(w.end, 'seconds')}" for w in report.windows
+        )
         lines += ["", f"Windows: {spans}."]
     return "\n".join(lines) + "\n"
 

@@ -16,7 +16,6 @@ The names and labels are a contract with the dashboards (docs/slo.md lists them)
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 from collections.abc import Iterable, Sequence
@@ -26,16 +25,13 @@ from typing import Any
 import yaml
 
 from sample_shop import topology
+from sample_shop.basics import prom_duration, write_text_atomic
 from slo.promql import ALERT_NAME, RULE_PREFIX, error_ratio, number, sli_error_record
 from slo.spec import SLO, load_slos
-from slo.windows import BurnRateWindow, burn_rate_windows, distinct_windows, promql_duration
+from slo.windows import BurnRateWindow, burn_rate_windows, distinct_windows
 
 RULES_FILE_NAME = "slo-rules.yml"
 PERIOD_GROUP_INTERVAL_S = 10
-
-
-def _interval(seconds: float) -> str:
-    return promql_duration(int(seconds)) if float(seconds).is_integer() else f"{round(seconds * 1000)}ms"
 
 
 def slo_labels(slo: SLO) -> dict[str, str]:
@@ -75,7 +71,7 @@ def rule_groups(slo: SLO, scrape_interval_s: float = topology.SCRAPE_INTERVAL_S)
         {
             "record": sli_error_record(w),
             "expr": error_ratio(slo, w),
-            "labels": {**labels, "window": promql_duration(w)},
+            "labels": {**labels, "window": prom_duration(w)},
         }
         for w in distinct_windows(windows)
     ]
@@ -95,7 +91,7 @@ def rule_groups(slo: SLO, scrape_interval_s: float = topology.SCRAPE_INTERVAL_S)
     for severity in ("page", "ticket"):
         sev_windows = [w for w in windows if w.severity == severity]
         desc = "; ".join(
-            f"{promql_duration(w.long_s)} and {promql_duration(w.short_s)} windows above {number(w.factor)}x"
+            f"{prom_duration(w.long_s)} and {prom_duration(w.short_s)} windows above {number(w.factor)}x"
             for w in sev_windows
         )
         alerts.append(
@@ -106,7 +102,7 @@ def rule_groups(slo: SLO, scrape_interval_s: float = topology.SCRAPE_INTERVAL_S)
                 "annotations": {
                     "summary": f"{slo.display_name}: error budget burning too fast ({severity})",
                     "description": (
-                        f"Objective {number(slo.target * 100)}% over {promql_duration(slo.period_s)}; "
+                        f"Objective {number(slo.target * 100)}% over {prom_duration(slo.period_s)}; "
                         f"condition: {desc}."
                     ),
                 },
@@ -117,7 +113,7 @@ def rule_groups(slo: SLO, scrape_interval_s: float = topology.SCRAPE_INTERVAL_S)
         {
             "record": period_record,
             "expr": error_ratio(slo, slo.period_s),
-            "labels": {**labels, "window": promql_duration(slo.period_s)},
+            "labels": {**labels, "window": prom_duration(slo.period_s)},
         },
         {
             "record": f"{RULE_PREFIX}:period_burn_rate:ratio",
@@ -133,12 +129,12 @@ def rule_groups(slo: SLO, scrape_interval_s: float = topology.SCRAPE_INTERVAL_S)
     return [
         {
             "name": f"slo-{slo.name}",
-            "interval": _interval(topology.RULE_EVALUATION_INTERVAL_S),
+            "interval": prom_duration(topology.RULE_EVALUATION_INTERVAL_S),
             "rules": records + alerts,
         },
         {
             "name": f"slo-{slo.name}-period",
-            "interval": _interval(PERIOD_GROUP_INTERVAL_S),
+            "interval": prom_duration(PERIOD_GROUP_INTERVAL_S),
             "rules": period_group,
         },
     ]
@@ -176,11 +172,8 @@ def write_prometheus_rules(
     slos = load_slos(slo_files)
     text = render_rules(slos, scrape_interval_s)
     rules_dir = Path(rules_dir)
-    rules_dir.mkdir(parents=True, exist_ok=True)
     path = rules_dir / RULES_FILE_NAME
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(path)
+    write_text_atomic(path, text)
     return [path]
 
 

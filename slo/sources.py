@@ -11,13 +11,14 @@ import re
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
 
 from sample_shop import topology
+from sample_shop.basics import parse_duration, parse_iso
 from slo.collect import (
     ALERTS_QUERY,
     ALERTS_QUERY_NAME,
@@ -30,7 +31,7 @@ from slo.collect import (
 from slo.maths import FloatArray, cumulative_events
 from slo.prom import Prometheus, RawSeries
 from slo.selector import Selector
-from slo.spec import SLO, parse_duration
+from slo.spec import SLO
 
 PHASE_NAMES = ("warmup", "baseline", "fault", "recovery")
 PREFETCH_WORKERS = 4
@@ -219,12 +220,11 @@ def parse_time(text: str, now: datetime) -> float:
     except ValueError:
         pass
     try:
-        dt = datetime.fromisoformat(raw.replace("Z", "+00:00"))
+        return parse_iso(raw)
     except ValueError:
         raise SourceError(
             f"cannot read time {text!r}: give ISO 8601 (2024-05-01T12:00:00Z), unix seconds, now or now-10m"
         ) from None
-    return (dt if dt.tzinfo else dt.replace(tzinfo=UTC)).timestamp()
 
 
 def load_run_json(path: Path) -> dict[str, Any]:
@@ -259,12 +259,9 @@ def load_phases(path: Path) -> list[Window]:
         if not isinstance(entry, dict) or not {"name", "start", "end"} <= set(entry):
             raise SourceError(f'{where}: needs "name", "start" and "end"')
         try:
-            start = datetime.fromisoformat(str(entry["start"]).replace("Z", "+00:00"))
-            end = datetime.fromisoformat(str(entry["end"]).replace("Z", "+00:00"))
+            s, e = parse_iso(entry["start"]), parse_iso(entry["end"])
         except ValueError:
             raise SourceError(f"{where}: start/end must be ISO 8601 times") from None
-        s = (start if start.tzinfo else start.replace(tzinfo=UTC)).timestamp()
-        e = (end if end.tzinfo else end.replace(tzinfo=UTC)).timestamp()
         if e <= s:
             raise SourceError(f"{where} ({entry['name']}): end is not after start")
         out.append(Window(str(entry["name"]), s, e))

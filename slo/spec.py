@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from sample_shop import topology
+from sample_shop.basics import parse_duration
 from slo.selector import Selector, SelectorError, check_selector, family, parse_selector
 from slo.yamlpos import Document, Path_, YamlSyntaxError, format_path, load_documents
 
@@ -205,19 +206,6 @@ SLO_SPEC_FIELDS = {
     "objectives",
 }
 _NAME = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")  # DNS label, as OpenSLO asks
-_DURATION = re.compile(r"^(?:(\d+)w)?(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$")
-
-
-def parse_duration(text: str) -> int:
-    """'1h', '30m', '1h30m', '7d', '2w' -> seconds. Raises ValueError with the accepted forms."""
-    m = _DURATION.match(text.strip()) if isinstance(text, str) else None
-    if not m or not any(m.groups()):
-        raise ValueError(f"cannot parse duration {text!r}; write e.g. 1h, 30m, 1h30m, 7d, 2w")
-    w, d, h, mi, s = (int(g) if g else 0 for g in m.groups())
-    seconds = (((w * 7 + d) * 24 + h) * 60 + mi) * 60 + s
-    if seconds <= 0:
-        raise ValueError(f"duration {text!r} must be longer than zero")
-    return seconds
 
 
 class _Ctx:
@@ -376,10 +364,14 @@ def _time_window(ctx: _Ctx, tw: Any) -> int | None:
         ctx.error(("spec", "timeWindow", 0, "duration"), "required field is missing; write e.g. 1h")
         return None
     try:
-        return parse_duration(dur)
+        seconds = parse_duration(dur)
     except ValueError as exc:
         ctx.error(("spec", "timeWindow", 0, "duration"), str(exc))
         return None
+    if not seconds.is_integer():
+        ctx.error(("spec", "timeWindow", 0, "duration"), f"must be a whole number of seconds, got {dur!r}")
+        return None
+    return int(seconds)
 
 
 def _gate_annotations(ctx: _Ctx, annotations: dict[str, str]) -> tuple[bool, int]:

@@ -72,13 +72,3 @@ def burn_rate_windows(
 def distinct_windows(windows: tuple[BurnRateWindow, ...]) -> tuple[int, ...]:
     """Every window length used by the alert conditions, ascending, without repeats."""
     return tuple(sorted({w.long_s for w in windows} | {w.short_s for w in windows}))
-
-
-def promql_duration(seconds: int) -> str:
-    """3600 -> '1h', 120 -> '2m', 514 -> '514s': the shortest exact Prometheus duration of one unit."""
-    if seconds <= 0 or seconds != int(seconds):
-        raise ValueError(f"window must be a positive whole number of seconds, got {seconds}")
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
-        if seconds % size == 0:
-            return f"{seconds // size}{unit}"
-    return f"{seconds}s"

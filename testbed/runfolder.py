@@ -30,6 +30,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from sample_shop.basics import utc_iso, write_json_atomic
+
 RUNS_DIR_ENV = "TESTBED_RUNS_DIR"
 LATEST = "latest"
 RUN_SCHEMA = 1
@@ -190,22 +192,6 @@ def list_runs(runs_dir: Path) -> list[RunPaths]:
 
 
 # --------------------------------------------------------------------------------------------------
-# Times
-# --------------------------------------------------------------------------------------------------
-
-
-def iso(epoch_s: float) -> str:
-    """Unix seconds -> ISO 8601 UTC with milliseconds and a Z."""
-    return datetime.fromtimestamp(epoch_s, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-def parse_iso(text: str) -> float:
-    """ISO 8601 (naive = UTC) -> unix seconds; ValueError when it is not a time."""
-    dt = datetime.fromisoformat(str(text).replace("Z", "+00:00"))
-    return (dt if dt.tzinfo else dt.replace(tzinfo=UTC)).timestamp()
-
-
-# --------------------------------------------------------------------------------------------------
 # run.json
 # --------------------------------------------------------------------------------------------------
 
@@ -252,14 +238,6 @@ class RunInfo:
         return cls(**{**defaults, **{k: v for k, v in data.items() if k in known}})
 
 
-def write_json(path: Path, data: Any) -> None:
-    """Atomic JSON write: a reader never sees half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(data, indent=2, default=str) + "\n")
-    tmp.replace(path)
-
-
 def read_json(path: Path) -> Any:
     try:
         return json.loads(path.read_text())
@@ -270,7 +248,7 @@ def read_json(path: Path) -> Any:
 
 
 def write_run_info(run: RunPaths, info: RunInfo) -> None:
-    write_json(run.run_json, info.to_dict())
+    write_json_atomic(run.run_json, info.to_dict())
 
 
 def read_run_info(run: RunPaths) -> RunInfo:
@@ -300,11 +278,11 @@ class Phase:
         return self.end - self.start
 
     def to_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "start": iso(self.start), "end": iso(self.end)}
+        return {"name": self.name, "start": utc_iso(self.start), "end": utc_iso(self.end)}
 
 
 def write_phases(run: RunPaths, phases: list[Phase]) -> None:
-    write_json(run.phases_json, [p.to_dict() for p in phases])
+    write_json_atomic(run.phases_json, [p.to_dict() for p in phases])
 
 
 def read_phases(run: RunPaths) -> list[Phase]:
@@ -326,7 +304,7 @@ def write_series(run: RunPaths, frame: Any, queries: dict[str, str]) -> None:
     """series.parquet (slo.collect's long format) and queries.json (name -> PromQL)."""
     run.metrics_dir.mkdir(parents=True, exist_ok=True)
     frame.to_parquet(run.series_parquet, index=False)
-    write_json(run.queries_json, queries)
+    write_json_atomic(run.queries_json, queries)
 
 
 def read_series_frame(run: RunPaths) -> Any:

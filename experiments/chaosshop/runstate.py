@@ -18,12 +18,12 @@ class Phase:
     end: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        from sample_shop.kit.faultspec import iso_utc
+        from sample_shop.basics import utc_iso
 
         return {
             "name": self.name,
-            "start": iso_utc(self.start),
-            "end": iso_utc(self.end) if self.end else None,
+            "start": utc_iso(self.start),
+            "end": utc_iso(self.end) if self.end else None,
         }
 
 

@@ -16,6 +16,7 @@ from typing import Any
 import pandas as pd
 
 from load.results import read_requests, read_summary
+from sample_shop.basics import parse_iso
 from slo.sources import RunFolderSource, SourceError
 from testbed.runfolder import (
     LATEST,
@@ -26,7 +27,6 @@ from testbed.runfolder import (
     RunPaths,
     SpanRecord,
     list_runs,
-    parse_iso,
     read_json,
     read_logs,
     read_phases,

@@ -22,9 +22,10 @@ import numpy as np
 import pandas as pd
 
 from sample_shop import topology
+from sample_shop.basics import parse_duration
 from slo.maths import burn_rate, judge, sli, sliding_sli, time_to_detect, window_count
 from slo.sources import DEFAULT_JUDGED_PHASES, EventSeries
-from slo.spec import SLO, parse_duration
+from slo.spec import SLO
 from slo.windows import burn_rate_windows
 from testbed.runfolder import Phase
 

@@ -13,9 +13,9 @@ from __future__ import annotations
 import math
 import uuid
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any, Literal
 
+from sample_shop.basics import parse_iso, utc_iso
 from sample_shop.topology import SERVICES
 
 TTL_RANGE_S = (1, 3600)
@@ -228,16 +228,12 @@ class Fault:
         data = {
             "id": self.id,
             **self.spec.to_dict(),
-            "created_at": iso_utc(self.created_at),
-            "expires_at": iso_utc(self.expires_at),
+            "created_at": utc_iso(self.created_at),
+            "expires_at": utc_iso(self.expires_at),
         }
         if now is not None:
             data["remaining_s"] = round(self.remaining_s(now), 3)
         return data
-
-
-def iso_utc(epoch_s: float) -> str:
-    return datetime.fromtimestamp(epoch_s, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def parse_time(value: Any) -> float:
@@ -248,12 +244,9 @@ def parse_time(value: Any) -> float:
         return float(value)
     if isinstance(value, str):
         try:
-            parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+            return parse_iso(value)
         except ValueError:
             raise ValueError("must be epoch seconds or an ISO-8601 UTC time") from None
-        if parsed.tzinfo is None:
-            parsed = parsed.replace(tzinfo=UTC)
-        return parsed.timestamp()
     raise ValueError("must be epoch seconds or an ISO-8601 UTC time")
 
 

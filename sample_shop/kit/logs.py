@@ -9,21 +9,17 @@ from __future__ import annotations
 import json
 import logging
 import sys
-import time
 from typing import Any, TextIO
 
 from opentelemetry import trace
+
+from sample_shop.basics import utc_iso
 
 _STD_ATTRS = frozenset(logging.LogRecord("", 0, "", 0, "", None, None).__dict__) | {
     "message",
     "asctime",
     "color_message",  # uvicorn's ANSI-coloured copy of the message
 }
-
-
-def _iso(created: float) -> str:
-    seconds = time.gmtime(created)
-    return time.strftime("%Y-%m-%dT%H:%M:%S", seconds) + f".{int(created % 1 * 1000):03d}Z"
 
 
 class JsonFormatter(logging.Formatter):
@@ -34,7 +30,7 @@ class JsonFormatter(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         line: dict[str, Any] = {
-            "timestamp": _iso(record.created),
+            "timestamp": utc_iso(record.created),
             "level": record.levelname.lower(),
             "service": self.service,
             "replica": self.replica,

@@ -18,8 +18,9 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from load.control import LoadError, LoadHandle, follow_progress, start_load, stop_load
-from load.profiles import PROFILES, LoadConfigError, format_duration, resolve_params
+from load.profiles import PROFILES, LoadConfigError, resolve_params
 from load.results import default_out_dir
+from sample_shop.basics import format_duration
 
 EXIT_OK, EXIT_FAILURES, EXIT_USAGE, EXIT_CANNOT_RUN, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 

@@ -12,6 +12,7 @@ from rich.console import Console
 from rich.table import Table
 
 from sample_shop import topology
+from sample_shop.basics import parse_duration
 from slo.compare import DEFAULT_SLICE_S, ComparisonReport, compare
 from slo.evaluate import DEFAULT_RECOVERY_WINDOW_S, EXIT_CANNOT_JUDGE, GateReport
 from slo.gate import CannotJudge, check_live, check_run, run_windows
@@ -25,7 +26,7 @@ from slo.sources import (
     load_phases,
     parse_time,
 )
-from slo.spec import SLO, SpecError, load_slos, parse_duration
+from slo.spec import SLO, SpecError, load_slos
 
 slo_app = typer.Typer(
     name="slo",

@@ -14,13 +14,14 @@ from typing import Any
 import pandas as pd
 
 from sample_shop import topology
+from sample_shop.basics import utc_iso
 from sample_shop.topology import StackDescriptor
 from slo.collect import NamedQuery, collect_series, empty_series_frame, queries_for, read_series
 from slo.prom import Prometheus, PrometheusError
 from slo.spec import SpecError, load_slos
 from testbed.experiment import queries, telemetry
 from testbed.experiment.schedule import PhasePlan, check_phases, phases_from_gauge, phases_from_journal
-from testbed.runfolder import Phase, RunPaths, iso, write_phases, write_series
+from testbed.runfolder import Phase, RunPaths, write_phases, write_series
 
 SCRAPE_SETTLE_S = 2 * topology.SCRAPE_INTERVAL_S + 0.5  # the last samples of the window are scraped
 PARALLEL_QUERIES = 4
@@ -40,7 +41,7 @@ class Collected:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "window": {"start": iso(self.window[0]), "end": iso(self.window[1])},
+            "window": {"start": utc_iso(self.window[0]), "end": utc_iso(self.window[1])},
             "phases_source": self.phases_source,
             "series_rows": self.series_rows,
             "spans": self.spans,

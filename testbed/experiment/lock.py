@@ -14,7 +14,7 @@ from typing import Any
 
 import psutil
 
-from testbed.runfolder import iso
+from sample_shop.basics import utc_iso
 
 LOCK_FILE = "experiment.lock"
 
@@ -66,7 +66,7 @@ class ExperimentLock:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         me = psutil.Process(os.getpid())
         now = time.time()
-        owner = LockOwner(os.getpid(), experiment, iso(now), now, me.create_time(), run_dir)
+        owner = LockOwner(os.getpid(), experiment, utc_iso(now), now, me.create_time(), run_dir)
         for _ in range(3):
             try:
                 fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)

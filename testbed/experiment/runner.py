@@ -19,6 +19,7 @@ from typing import Any
 
 from load.control import current_load
 from load.profiles import LoadConfigError, resolve_params
+from sample_shop.basics import utc_iso, write_json_atomic
 from sample_shop.topology import StackDescriptor
 from slo.evaluate import GateReport
 from slo.gate import CannotJudge, check_run
@@ -42,15 +43,7 @@ from testbed.experiment.progress import ProgressView, QuietView
 from testbed.experiment.safety import clear_everything
 from testbed.experiment.schedule import PhasePlan, hard_timeout_s, overhead_s, plan_phases, position
 from testbed.experiment.telemetry import snapshot
-from testbed.runfolder import (
-    RunInfo,
-    RunPaths,
-    create_run,
-    iso,
-    update_latest,
-    write_json,
-    write_run_info,
-)
+from testbed.runfolder import RunInfo, RunPaths, create_run, update_latest, write_run_info
 from testbed.runtime import get_target
 from testbed.runtime.base import RuntimeFailure, Target, UpOptions
 
@@ -351,7 +344,7 @@ def _start_run(
         target=request.target,
         profile=str(conf.get("profile", exp.configuration.get("profile", ""))),
         config={**{k: v for k, v in exp.configuration.items() if not isinstance(v, dict)}, **conf},
-        started=iso(time.time()),
+        started=utc_iso(time.time()),
         stack={k: getattr(stack, k) for k in _STACK_FIELDS},
     )
     write_run_info(run, info)
@@ -367,7 +360,7 @@ def _run(ctx: RunContext) -> RunOutcome:
         info.status = "interrupted" if isinstance(exc, KeyboardInterrupt) else "error"
         info.exit_code = 130 if isinstance(exc, KeyboardInterrupt) else EXIT_CANNOT_JUDGE
         info.message = f"the orchestrator stopped: {exc!r}"
-        info.ended = iso(time.time())
+        info.ended = utc_iso(time.time())
         write_run_info(ctx.run, info)
         raise
 
@@ -375,7 +368,7 @@ def _run(ctx: RunContext) -> RunOutcome:
 def _execute(ctx: RunContext) -> ChaosResult:
     """`chaos run` under live progress, then the rollback check, whatever happened."""
     run, exp, plan, stack, view = ctx.run, ctx.exp, ctx.plan, ctx.stack, ctx.view
-    write_json(run.chaos_vars, {"configuration": ctx.conf})
+    write_json_atomic(run.chaos_vars, {"configuration": ctx.conf})
     marks = snapshot(telemetry_files(stack))
     env = {**os.environ, "TESTBED_STATE_DIR": str(ctx.state_dir)}
     if stack.kubernetes_context and "KUBERNETES_CONTEXT" not in env:
@@ -528,7 +521,7 @@ def _finish(ctx: RunContext, result: ChaosResult) -> RunOutcome:
     if collected.errors and status in ("completed", "deviated"):
         status, why = "error", "; ".join(collected.errors)
     code = exit_code(status, gate.exit_code if gate else None)
-    info.ended = iso(result.run_end)
+    info.ended = utc_iso(result.run_end)
     info.status = status
     info.verdict = gate.status if gate else None
     info.exit_code = code

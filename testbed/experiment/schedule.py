@@ -9,8 +9,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from sample_shop.basics import parse_iso
 from testbed.experiment.catalog import PHASE_KEYS, PHASES
-from testbed.runfolder import Phase, parse_iso
+from testbed.runfolder import Phase
 
 # Before the first phase: `chaos run` starts, checks the steady state, sets policies and starts the load.
 START_ALLOWANCE_S = 60.0

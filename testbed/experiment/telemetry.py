@@ -13,7 +13,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-from testbed.runfolder import iso, parse_iso
+from sample_shop.basics import parse_iso, utc_iso
 
 TRACE_GLOB = "*.jsonl"
 LOG_GLOB = "*.log"
@@ -132,7 +132,7 @@ def window_log_lines(
             if last is None:
                 continue
             t = last
-            entry = {"timestamp": iso(t), "level": "raw", "message": line}
+            entry = {"timestamp": utc_iso(t), "level": "raw", "message": line}
         if start <= t < end:
             entry.setdefault("service", service)
             if replica is not None:

@@ -12,13 +12,13 @@ import numpy as np
 import pandas as pd
 
 from load.results import read_requests, read_summary
+from sample_shop.basics import parse_iso
 from testbed.report.traces import TraceView, phase_at, slowest_traces
 from testbed.runfolder import (
     Phase,
     RunFolderError,
     RunInfo,
     RunPaths,
-    parse_iso,
     read_json,
     read_logs,
     read_phases,

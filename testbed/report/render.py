@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from sample_shop.basics import write_text_atomic
 from testbed.report.data import load_report_data
 from testbed.report.html import render_html
 from testbed.report.plots import all_figures
@@ -16,7 +17,5 @@ def render_report(run: RunPaths) -> Path:
     missing or unreadable; anything else missing is shown in the report as a problem."""
     data = load_report_data(run)
     html = render_html(data, list(all_figures(data)))
-    tmp = run.report_html.with_name(".report.html.tmp")
-    tmp.write_text(html, encoding="utf-8")
-    tmp.replace(run.report_html)
+    write_text_atomic(run.report_html, html)
     return run.report_html

@@ -1,12 +1,10 @@
-"""Small file helpers of the runtime: secrets, atomic JSON, log tails."""
+"""Small file helpers of the runtime: secrets, log tails (atomic writes: sample_shop.basics)."""
 
 from __future__ import annotations
 
-import json
 import os
 from collections import deque
 from pathlib import Path
-from typing import Any
 
 LOG_TAIL_LINES = 25
 
@@ -18,13 +16,6 @@ def write_private(path: Path, text: str) -> None:
     with os.fdopen(fd, "w") as f:
         f.write(text)
     os.chmod(path, 0o600)  # an older file keeps its mode through O_TRUNC
-
-
-def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
-    """Readers never see half a file."""
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=True))
-    tmp.replace(path)
 
 
 def log_tail(path: Path, lines: int = LOG_TAIL_LINES, since: int = 0) -> str:

@@ -8,6 +8,7 @@ from typing import Any
 
 import yaml
 
+from sample_shop.basics import prom_duration
 from sample_shop.topology import (
     LOAD_JOB,
     NODE_JOB,
@@ -27,14 +28,6 @@ class ScrapeTarget:
     port: int
 
 
-def duration(seconds: float) -> str:
-    """Prometheus duration syntax: 1.0 -> "1s", 0.5 -> "500ms"."""
-    if seconds <= 0:
-        raise ValueError(f"a duration must be positive, got {seconds}")
-    ms = round(seconds * 1000)
-    return f"{ms // 1000}s" if ms % 1000 == 0 else f"{ms}ms"
-
-
 def prometheus_config(
     shop_targets: list[ScrapeTarget],
     load_metrics_port: int,
@@ -50,7 +43,7 @@ def prometheus_config(
     /metrics needs the bearer token in `token_file`); node_exporter and Alertmanager when they run."""
     if not shop_targets:
         raise ValueError("a stack needs at least one shop target")
-    interval = duration(scrape_interval_s)
+    interval = prom_duration(scrape_interval_s)
     testbed_job: dict[str, Any] = {
         "job_name": TESTBED_JOB,
         "static_configs": [{"targets": [f"127.0.0.1:{control_port}"]}],
@@ -62,7 +55,7 @@ def prometheus_config(
             "scrape_interval": interval,
             # a paused replica must show up == 0 within one interval, not after the default 10 s
             "scrape_timeout": interval,
-            "evaluation_interval": duration(evaluation_interval_s),
+            "evaluation_interval": prom_duration(evaluation_interval_s),
         },
         "rule_files": [str(rules_dir / RULE_FILE_GLOB)],
         "scrape_configs": [

@@ -27,12 +27,13 @@ from typing import Any
 import httpx
 import psutil
 
+from sample_shop.basics import write_json_atomic
 from sample_shop.topology import SERVICE_NAMES, SHOP_JOB, TESTBED_JOB, ReplicaEndpoint, StackDescriptor
 from testbed.runtime import alertmanager, nodeexporter
 from testbed.runtime import extras as extras_mod
 from testbed.runtime.base import InputError, ProcessInfo, RuntimeFailure, StartupProgress, UpOptions
 from testbed.runtime.envcontract import service_env
-from testbed.runtime.files import log_tail, write_json_atomic, write_private
+from testbed.runtime.files import log_tail, write_private
 from testbed.runtime.layout import PortPlan, StateLayout, loopback_url
 from testbed.runtime.logship import LogShipper
 from testbed.runtime.metrics import PhaseBoard
@@ -152,7 +153,7 @@ class Supervisor:
         self.token = secrets.token_urlsafe(32)
         write_private(self.layout.token_file, self.token + "\n")
         jwt_secret = secrets.token_urlsafe(32)
-        write_json_atomic(self.layout.options_file, self.options.to_dict())
+        write_json_atomic(self.layout.options_file, self.options.to_dict(), sort_keys=True)
         self.add_prometheus()
 
         for plan in self.extras:
@@ -315,7 +316,7 @@ class Supervisor:
         data = progress.to_dict()
         data["notes"] = self.notes
         data["pid"] = os.getpid()
-        write_json_atomic(self.layout.startup_file, data)
+        write_json_atomic(self.layout.startup_file, data, sort_keys=True)
 
     def others(self) -> list[ProcessInfo]:
         infos = []

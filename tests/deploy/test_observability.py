@@ -17,6 +17,7 @@ import yaml
 from deploy_support import REPO, all_objects, kind_objects, require_tool
 from k8s_walk import containers, find, of_kind, pod_labels, pod_spec, workloads
 
+from sample_shop.basics import prom_duration
 from sample_shop.topology import (
     DATASOURCE_UIDS,
     LOAD_METRICS_PORT,
@@ -24,7 +25,7 @@ from sample_shop.topology import (
     SCRAPE_INTERVAL_S,
     SERVICES,
 )
-from testbed.runtime.prometheus import RULE_FILE_GLOB, ScrapeTarget, duration, prometheus_config
+from testbed.runtime.prometheus import RULE_FILE_GLOB, ScrapeTarget, prometheus_config
 
 OBS = "shop-observability"
 
@@ -77,8 +78,8 @@ def target_labels(job: dict[str, Any]) -> set[str]:
 def test_same_jobs_intervals_and_labels_as_the_local_stack(prometheus_yml: dict[str, Any]) -> None:
     local = local_config()
     assert prometheus_yml["global"] == local["global"]
-    assert prometheus_yml["global"]["scrape_interval"] == duration(SCRAPE_INTERVAL_S)
-    assert prometheus_yml["global"]["evaluation_interval"] == duration(RULE_EVALUATION_INTERVAL_S)
+    assert prometheus_yml["global"]["scrape_interval"] == prom_duration(SCRAPE_INTERVAL_S)
+    assert prometheus_yml["global"]["evaluation_interval"] == prom_duration(RULE_EVALUATION_INTERVAL_S)
     kind_jobs = {j["job_name"]: j for j in prometheus_yml["scrape_configs"]}
     local_jobs = {j["job_name"]: j for j in local["scrape_configs"]}
     assert set(kind_jobs) == set(local_jobs)

@@ -33,11 +33,12 @@ from PIL import Image, ImageStat
 from load.control import current_load
 from load.results import read_requests
 from sample_shop import topology
+from sample_shop.basics import parse_iso
 from sample_shop.topology import StackDescriptor
 from slo.spec import SLO, load_slos
 from testbed.experiment import queries
 from testbed.experiment.lock import ExperimentLock
-from testbed.runfolder import RunPaths, parse_iso, read_series_frame, spans_of_request
+from testbed.runfolder import RunPaths, read_series_frame, spans_of_request
 
 pytestmark = [pytest.mark.stack, pytest.mark.slow]
 

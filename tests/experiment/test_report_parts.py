@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from sample_shop.basics import utc_iso
 from testbed.experiment.live import format_line, summarize
 from testbed.experiment.schedule import plan_phases, position
 from testbed.report.data import comparison_slice_s, curves, log_summary, phase_request_stats, ratio
@@ -22,7 +23,6 @@ from testbed.runfolder import (
     RunInfo,
     SpanRecord,
     create_run,
-    iso,
     read_phases,
     read_run_info,
     resolve_run,
@@ -108,12 +108,12 @@ def test_curves_key_by_label_relative_to_the_origin_and_drop_nan() -> None:
 def test_log_summary_counts_warnings_errors_and_raw_lines_per_service_and_phase() -> None:
     phases = [Phase("baseline", 0.0, 10.0), Phase("fault", 10.0, 20.0)]
     logs = [
-        {"timestamp": iso(1.0), "level": "info", "service": "orders"},
-        {"timestamp": iso(11.0), "level": "error", "service": "orders"},
-        {"timestamp": iso(12.0), "level": "ERROR", "service": "orders"},
-        {"timestamp": iso(13.0), "level": "warn", "service": "gateway"},
-        {"timestamp": iso(14.0), "level": "raw", "service": "orders"},
-        {"timestamp": iso(30.0), "level": "error", "service": "payment"},
+        {"timestamp": utc_iso(1.0), "level": "info", "service": "orders"},
+        {"timestamp": utc_iso(11.0), "level": "error", "service": "orders"},
+        {"timestamp": utc_iso(12.0), "level": "ERROR", "service": "orders"},
+        {"timestamp": utc_iso(13.0), "level": "warn", "service": "gateway"},
+        {"timestamp": utc_iso(14.0), "level": "raw", "service": "orders"},
+        {"timestamp": utc_iso(30.0), "level": "error", "service": "payment"},
         {"timestamp": "garbage", "level": "error", "service": "payment"},
     ]
     assert log_summary(logs, phases) == [
@@ -183,7 +183,7 @@ def test_run_folders_are_unique_and_latest_follows_the_newest(tmp_path: Path) ->
 
 def test_run_info_and_phases_round_trip_and_bad_folders_say_why(tmp_path: Path) -> None:
     run = create_run(tmp_path, "x", datetime(2026, 1, 1, tzinfo=UTC))
-    info = RunInfo(run.id, "x", "t", "/e.yaml", "local", "steady", {"users": 3}, iso(1.0))
+    info = RunInfo(run.id, "x", "t", "/e.yaml", "local", "steady", {"users": 3}, utc_iso(1.0))
     write_run_info(run, info)
     assert read_run_info(run) == info
     write_phases(run, [Phase("baseline", 1.5, 4.25), Phase("fault", 4.25, 9.0)])
@@ -193,6 +193,6 @@ def test_run_info_and_phases_round_trip_and_bad_folders_say_why(tmp_path: Path) 
         resolve_run(tmp_path / "missing")
     with pytest.raises(RunFolderError, match="not a run folder"):
         resolve_run(tmp_path)
-    run.phases_json.write_text(json.dumps([{"name": "fault", "start": "yesterday", "end": iso(2.0)}]))
+    run.phases_json.write_text(json.dumps([{"name": "fault", "start": "yesterday", "end": utc_iso(2.0)}]))
     with pytest.raises(RunFolderError, match=r"phases.json: entry \[0\]: start/end must be ISO 8601"):
         read_phases(run)

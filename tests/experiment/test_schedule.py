@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from sample_shop.basics import parse_iso, utc_iso
 from testbed.experiment.schedule import (
     END_ALLOWANCE_S,
     SLACK_SHARE,
@@ -16,7 +17,7 @@ from testbed.experiment.schedule import (
     plan_phases,
     position,
 )
-from testbed.runfolder import Phase, iso, parse_iso
+from testbed.runfolder import Phase
 
 DURATIONS = {"warmup": 15.0, "baseline": 20.0, "fault": 45.0, "recovery": 15.0}
 
@@ -74,10 +75,10 @@ def test_phases_from_the_journal_with_an_open_phase_ended_at_the_fallback() -> N
     t0 = 1_800_000_000.0
     journal = _journal(
         [
-            {"name": "warmup", "start": iso(t0), "end": iso(t0 + 5)},
-            {"name": "baseline", "start": iso(t0 + 5), "end": iso(t0 + 15)},
-            {"name": "bogus", "start": iso(t0 + 15), "end": iso(t0 + 16)},
-            {"name": "fault", "start": iso(t0 + 15), "end": None},
+            {"name": "warmup", "start": utc_iso(t0), "end": utc_iso(t0 + 5)},
+            {"name": "baseline", "start": utc_iso(t0 + 5), "end": utc_iso(t0 + 15)},
+            {"name": "bogus", "start": utc_iso(t0 + 15), "end": utc_iso(t0 + 16)},
+            {"name": "fault", "start": utc_iso(t0 + 15), "end": None},
         ]
     )
     phases = phases_from_journal(journal, fallback_end=t0 + 20)
@@ -136,5 +137,5 @@ def test_check_phases_names_missing_and_overlapping_phases() -> None:
 
 def test_iso_round_trip_keeps_milliseconds() -> None:
     t = 1_800_000_000.123
-    assert iso(t) == "2027-01-15T08:00:00.123Z"
-    assert parse_iso(iso(t)) == pytest.approx(t, abs=1e-3)
+    assert utc_iso(t) == "2027-01-15T08:00:00.123Z"
+    assert parse_iso(utc_iso(t)) == pytest.approx(t, abs=1e-3)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from sample_shop.basics import utc_iso
 from testbed.experiment.telemetry import (
     collect_logs,
     collect_traces,
@@ -15,7 +16,7 @@ from testbed.experiment.telemetry import (
     window_log_lines,
     window_request,
 )
-from testbed.runfolder import iso, spans_of_request
+from testbed.runfolder import spans_of_request
 
 S = 1_000_000_000  # ns per second
 
@@ -55,11 +56,11 @@ def test_window_request_keeps_spans_starting_in_the_window_and_the_structure() -
 
 def test_window_log_lines_keep_raw_lines_at_the_time_of_the_line_before() -> None:
     lines = [
-        json.dumps({"timestamp": iso(9.0), "level": "info", "message": "before"}),
-        json.dumps({"timestamp": iso(10.0), "level": "error", "message": "boom", "service": "orders"}),
+        json.dumps({"timestamp": utc_iso(9.0), "level": "info", "message": "before"}),
+        json.dumps({"timestamp": utc_iso(10.0), "level": "error", "message": "boom", "service": "orders"}),
         "Traceback (most recent call last):",
         "",
-        json.dumps({"timestamp": iso(12.0), "level": "info", "message": "after"}),
+        json.dumps({"timestamp": utc_iso(12.0), "level": "info", "message": "after"}),
         "not json at the end",
         json.dumps({"level": "info", "message": "no time"}),
     ]
@@ -67,7 +68,7 @@ def test_window_log_lines_keep_raw_lines_at_the_time_of_the_line_before() -> Non
     assert [e["message"] for e in out] == ["boom", "Traceback (most recent call last):"]
     assert out[0]["service"] == "orders"  # a line's own service wins
     assert out[1] == {
-        "timestamp": iso(10.0),
+        "timestamp": utc_iso(10.0),
         "level": "raw",
         "message": "Traceback (most recent call last):",
         "service": "payment",
@@ -114,10 +115,12 @@ def test_collect_writes_only_the_window_and_only_new_data(tmp_path: Path) -> Non
     logs = tmp_path / "logs"
     logs.mkdir()
     (logs / "cart-0.log").write_text(
-        "\n".join(json.dumps({"timestamp": iso(t), "level": "info", "message": str(t)}) for t in (15.0, 9.0))
+        "\n".join(
+            json.dumps({"timestamp": utc_iso(t), "level": "info", "message": str(t)}) for t in (15.0, 9.0)
+        )
         + "\n"
     )
-    (logs / "users-0.log").write_text(json.dumps({"timestamp": iso(12.0), "message": "u"}) + "\n")
+    (logs / "users-0.log").write_text(json.dumps({"timestamp": utc_iso(12.0), "message": "u"}) + "\n")
     out_logs = tmp_path / "run" / "logs" / "logs.jsonl"
     assert collect_logs(sorted(logs.glob("*.log")), {}, 10.0, 20.0, out_logs) == 2
     entries = [json.loads(line) for line in out_logs.read_text().splitlines()]

@@ -16,8 +16,8 @@ from load.results import (
     read_requests,
     read_summary,
     summarize,
-    write_json,
 )
+from sample_shop.basics import write_json_atomic
 
 PARAMS = {"profile": "steady", "users": 2, "duration_s": 10.0, "spawn_rate": 1.0, "think_time_factor": 1.0}
 
@@ -97,6 +97,6 @@ def test_readers_say_what_is_missing_or_broken(tmp_path: Path) -> None:
     (tmp_path / SUMMARY_JSON).write_text('{"schema": 1,\n "requests": ')
     with pytest.raises(ValueError, match="line 2"):
         read_summary(tmp_path)
-    write_json(tmp_path / SUMMARY_JSON, {"schema": 99})
+    write_json_atomic(tmp_path / SUMMARY_JSON, {"schema": 99}, allow_nan=False)
     with pytest.raises(ValueError, match="schema 1"):
         read_summary(tmp_path)

@@ -16,6 +16,7 @@ import pytest
 import yaml
 
 from sample_shop import topology
+from sample_shop.basics import prom_duration
 from sample_shop.topology import DATASOURCE_UIDS, SERVICE_NAMES
 from testbed.runtime.base import UpOptions
 from testbed.runtime.envcontract import service_env
@@ -30,13 +31,7 @@ from testbed.runtime.extras import (
 from testbed.runtime.layout import PortPlan, StateLayout
 from testbed.runtime.logship import LogShipper, TailedFile, labels_for, push_body
 from testbed.runtime.probes import Probe, readiness, shop_targets_up
-from testbed.runtime.prometheus import (
-    ScrapeTarget,
-    duration,
-    prometheus_command,
-    prometheus_config,
-    render_config,
-)
+from testbed.runtime.prometheus import ScrapeTarget, prometheus_command, prometheus_config, render_config
 
 PORTS = PortPlan(200)
 
@@ -62,7 +57,7 @@ def test_prometheus_config_has_one_labelled_target_per_replica(tmp_path: Path) -
     assert jobs[topology.TESTBED_JOB]["static_configs"][0]["targets"] == [
         f"127.0.0.1:{topology.CONTROL_PORT + 200}"
     ]
-    assert config["global"]["scrape_interval"] == duration(topology.SCRAPE_INTERVAL_S)
+    assert config["global"]["scrape_interval"] == prom_duration(topology.SCRAPE_INTERVAL_S)
     assert config["rule_files"] == [str(tmp_path / "rules" / "*.yml")]
 
 
@@ -87,9 +82,9 @@ def test_promtool_accepts_the_generated_config(tmp_path: Path) -> None:
 
 
 def test_durations_and_command() -> None:
-    assert (duration(1.0), duration(0.5), duration(2)) == ("1s", "500ms", "2s")
+    assert (prom_duration(1.0), prom_duration(0.5), prom_duration(2)) == ("1s", "500ms", "2s")
     with pytest.raises(ValueError):
-        duration(0)
+        prom_duration(0)
     command = prometheus_command("/usr/bin/prometheus", Path("/s/p.yml"), Path("/s/data"), 9290)
     assert "--web.listen-address=127.0.0.1:9290" in command and "--web.enable-lifecycle" in command
 

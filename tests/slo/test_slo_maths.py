@@ -7,8 +7,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from sample_shop.basics import prom_duration
 from slo import maths
-from slo.windows import burn_rate_windows, distinct_windows, promql_duration, scale_window, window_floor_s
+from slo.windows import burn_rate_windows, distinct_windows, scale_window, window_floor_s
 
 
 def test_sli_budget_burn_rate_by_hand() -> None:
@@ -153,12 +154,12 @@ def test_window_input_validation(bad: str, args: tuple[float, float, float]) -> 
 
 
 def test_promql_duration() -> None:
-    assert promql_duration(3600) == "1h"
-    assert promql_duration(120) == "2m"
-    assert promql_duration(515) == "515s"
-    assert promql_duration(86400) == "1d"
+    assert prom_duration(3600) == "1h"
+    assert prom_duration(120) == "2m"
+    assert prom_duration(515) == "515s"
+    assert prom_duration(86400) == "1d"
     with pytest.raises(ValueError):
-        promql_duration(0)
+        prom_duration(0)
 
 
 # --------------------------------------------------------------------------------------------------

@@ -7,8 +7,9 @@ from pathlib import Path
 import pytest
 
 from sample_shop import topology
+from sample_shop.basics import parse_duration
 from slo.selector import SelectorError, bucket_label, check_selector, parse_selector
-from slo.spec import SpecError, load_slos, parse_duration
+from slo.spec import SpecError, load_slos
 
 VALID = """\
 apiVersion: openslo/v1
