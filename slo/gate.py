@@ -12,9 +12,10 @@ from typing import Any
 from sample_shop import topology
 from slo.collect import SeriesFileError
 from slo.evaluate import DEFAULT_RECOVERY_WINDOW_S, GateReport, evaluate
-from slo.pages import ALERTS_FILE, NotificationsError, first_pages, read_notifications
+from slo.pages import NotificationsError, first_pages, read_notifications
 from slo.prom import Prometheus, PrometheusError
 from slo.report import write_reports
+from slo.runfolder import ALERTS_JSONL, RunPaths
 from slo.sources import (
     PrometheusSource,
     RunFolderSource,
@@ -54,7 +55,7 @@ def measurable(
 
 def _run_stack(run_dir: Path) -> dict[str, Any]:
     """The stack a run folder was recorded on (run.json's "stack"); {} for a folder without run.json."""
-    path = run_dir / "run.json"
+    path = RunPaths(run_dir).run_json
     if not path.exists():
         return {}
     try:
@@ -69,7 +70,7 @@ def run_windows(run_dir: Path) -> list[Window]:
     """The run's phases (phases.json), which must include its fault. Without them the gate cannot tell
     this run's data from what ran on the stack before it (the collected series reach a staleness
     lookback back), so it refuses instead of judging the whole collected span."""
-    phases_file = Path(run_dir) / "phases.json"
+    phases_file = RunPaths(Path(run_dir)).phases_json
     if not phases_file.exists():
         raise CannotJudge(
             f"{phases_file} does not exist: the run recorded no phase (it never reached its method), so "
@@ -91,10 +92,10 @@ def attach_pages(report: GateReport, run_dir: Path) -> None:
     fault = next((w for w in report.windows if w.name == "fault"), None)
     if fault is None:
         return
-    path = run_dir / ALERTS_FILE
+    path = RunPaths(run_dir).alerts_jsonl
     if not path.is_file():
         for s in report.slos:
-            s.page_note = f"no {ALERTS_FILE}: no Alertmanager ran with this stack, so no page was delivered"
+            s.page_note = f"no {ALERTS_JSONL}: no Alertmanager ran with this stack, so no page was delivered"
         return
     try:
         records = read_notifications(path)
@@ -144,7 +145,7 @@ def check_run(
         raise CannotJudge(str(exc)) from None
     report.not_judged = [{"name": name, "reason": why} for name, why in not_judged.items()]
     attach_pages(report, run_dir)
-    return report, write_reports(report, out_dir or run_dir / "slo")
+    return report, write_reports(report, out_dir or RunPaths(run_dir).slo_dir)
 
 
 def check_live(

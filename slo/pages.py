@@ -15,7 +15,6 @@ from typing import Any
 
 from slo.promql import ALERT_NAME
 
-ALERTS_FILE = "alerts.jsonl"
 PAGE_SEVERITY = "page"
 
 

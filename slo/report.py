@@ -10,8 +10,8 @@ from rich.table import Table
 
 from sample_shop.basics import utc_iso, write_json_atomic, write_text_atomic
 from slo.evaluate import GateReport, SloResult, WindowResult
+from slo.runfolder import JUNIT_XML, REPORT_JSON, SUMMARY_MD
 
-REPORT_JSON, JUNIT_XML, SUMMARY_MD = "report.json", "junit.xml", "summary.md"
 _VERDICT = {"met": "met", "breached": "BREACHED", "nodata": "NO DATA"}
 _ICON = {"met": "✅", "breached": "❌", "nodata": "⚠️"}
 _STYLE = {"met": "green", "breached": "bold red", "nodata": "yellow"}

@@ -30,6 +30,7 @@ from slo.collect import (
 )
 from slo.maths import FloatArray, cumulative_events
 from slo.prom import Prometheus, RawSeries
+from slo.runfolder import RunPaths
 from slo.selector import Selector
 from slo.spec import SLO
 
@@ -169,14 +170,15 @@ class RunFolderSource:
     def __init__(self, run_dir: Path, step_s: float = topology.SCRAPE_INTERVAL_S) -> None:
         self.run_dir = Path(run_dir)
         self.description = f"run folder {self.run_dir}"
+        series_file = RunPaths(self.run_dir).series_parquet
         try:
-            self._series = read_series(self.run_dir / "metrics" / "series.parquet")
+            self._series = read_series(series_file)
         except SeriesFileError as exc:
             raise SourceError(str(exc)) from None
         stamps = [s.timestamps for group in self._series.values() for s in group if len(s.timestamps)]
         if not stamps:
             raise SourceError(
-                f"{self.run_dir}/metrics/series.parquet holds no samples: nothing was scraped during the run "
+                f"{series_file} holds no samples: nothing was scraped during the run "
                 "(was Prometheus scraping the shop and the load generator?)"
             )
         lo = float(min(t.min() for t in stamps))

@@ -1,9 +1,10 @@
 """THE run-folder format: `runs/<UTC YYYYmmddTHHMMSSZ>-<experiment>/`, its paths, writers and readers.
 
 Everything that writes or reads a run folder goes through here (the experiment collector, the report,
-`testbed report`, notebooks), so the layout exists once. The SLO gate reads the same folder with its own
-readers (`slo.collect.read_series`, `slo.sources.load_phases`: `slo/` must not import `testbed`); the
-readers here delegate to them so both always agree.
+`testbed report`, notebooks). The layout itself (`RunPaths`: which file holds what) lives once in
+`slo/runfolder.py`, low enough for the SLO gate to use it too (`slo/` must not import `testbed`); the gate
+reads the same folder with its own readers (`slo.collect.read_series`, `slo.sources.load_phases`,
+`slo.sources.load_run_json`), and the readers here delegate to them so both always agree.
 
 ```
 run.json              RunInfo: experiment, target, profile, config, started/ended, status, verdict, exit code
@@ -31,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from sample_shop.basics import utc_iso, write_json_atomic
+from slo.runfolder import RunPaths
 
 RUNS_DIR_ENV = "TESTBED_RUNS_DIR"
 LATEST = "latest"
@@ -46,91 +48,6 @@ class RunFolderError(ValueError):
 # --------------------------------------------------------------------------------------------------
 # Paths
 # --------------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class RunPaths:
-    root: Path
-
-    @property
-    def id(self) -> str:
-        return self.root.name
-
-    @property
-    def run_json(self) -> Path:
-        return self.root / "run.json"
-
-    @property
-    def phases_json(self) -> Path:
-        return self.root / "phases.json"
-
-    @property
-    def journal_json(self) -> Path:
-        return self.root / "journal.json"
-
-    @property
-    def chaos_log(self) -> Path:
-        return self.root / "chaos.log"
-
-    @property
-    def chaos_vars(self) -> Path:
-        return self.root / "chaos-vars.json"
-
-    @property
-    def load_dir(self) -> Path:
-        return self.root / "load"
-
-    @property
-    def metrics_dir(self) -> Path:
-        return self.root / "metrics"
-
-    @property
-    def series_parquet(self) -> Path:
-        return self.metrics_dir / "series.parquet"
-
-    @property
-    def queries_json(self) -> Path:
-        return self.metrics_dir / "queries.json"
-
-    @property
-    def spans_jsonl(self) -> Path:
-        return self.root / "traces" / "spans.jsonl"
-
-    @property
-    def logs_jsonl(self) -> Path:
-        return self.root / "logs" / "logs.jsonl"
-
-    @property
-    def alerts_jsonl(self) -> Path:
-        """The notifications Alertmanager delivered during the run (slo/pages.py reads them)."""
-        return self.root / "alerts.jsonl"
-
-    @property
-    def slo_dir(self) -> Path:
-        return self.root / "slo"
-
-    @property
-    def slo_report_json(self) -> Path:
-        return self.slo_dir / "report.json"
-
-    @property
-    def slo_summary_md(self) -> Path:
-        return self.slo_dir / "summary.md"
-
-    @property
-    def report_html(self) -> Path:
-        return self.root / "report.html"
-
-    def make_dirs(self) -> None:
-        for folder in (
-            self.root,
-            self.load_dir,
-            self.metrics_dir,
-            self.spans_jsonl.parent,
-            self.logs_jsonl.parent,
-            self.slo_dir,
-        ):
-            folder.mkdir(parents=True, exist_ok=True)
 
 
 def default_runs_dir() -> Path:

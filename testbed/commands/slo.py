@@ -17,8 +17,9 @@ from slo.compare import DEFAULT_SLICE_S, ComparisonReport, compare
 from slo.evaluate import DEFAULT_RECOVERY_WINDOW_S, EXIT_CANNOT_JUDGE, GateReport
 from slo.gate import CannotJudge, check_live, check_run, run_windows
 from slo.prom import Prometheus, PrometheusError, default_prometheus_url
-from slo.report import JUNIT_XML, REPORT_JSON, SUMMARY_MD, gate_message, print_table, write_reports
+from slo.report import gate_message, print_table, write_reports
 from slo.rules import PromtoolError, check_rules, write_prometheus_rules
+from slo.runfolder import JUNIT_XML, REPORT_JSON, SUMMARY_MD
 from slo.sources import (
     RunFolderSource,
     SourceError,
