@@ -116,9 +116,10 @@ def list_runs(runs_dir: Path) -> list[RunPaths]:
 @dataclass
 class RunInfo:
     """run.json. `status`: running, completed, deviated (the hypothesis did not hold: a finding), failed
-    (an action failed or the steady state did not hold before the method: nothing learned), aborted,
-    interrupted, timeout, error. `verdict`: the SLO gate's met / breached / nodata, or None when it could
-    not judge. `exit_code`: what `testbed experiment run` exited with."""
+        (an action failed or the steady state did not hold before the method: nothing learned), aborted,
+        interrupted, timeout, error, died (its processes were found gone while it still said running: killed
+    with no chance to finish). `verdict`: the SLO gate's met / breached / nodata, or None when it could
+        not judge. `exit_code`: what `testbed experiment run` exited with."""
 
     id: str
     experiment: str
@@ -140,6 +141,9 @@ class RunInfo:
     collection: dict[str, Any] = field(default_factory=dict)
     stack: dict[str, Any] = field(default_factory=dict)
     timing: dict[str, Any] = field(default_factory=dict)
+    # role (orchestrator, chaos) -> {"pid", "create_time"}: how a later reader tells a run that died
+    # (status "running", every process gone) from one that is still going (testbed/experiment/orphans.py)
+    processes: dict[str, Any] = field(default_factory=dict)
     schema: int = RUN_SCHEMA
 
     def to_dict(self) -> dict[str, Any]:

@@ -287,15 +287,64 @@ def list_cmd(as_json: bool = typer.Option(False, "--json", help="Print the catal
     console.print("run one: testbed experiment run NAME  (make experiment EXP=NAME)", highlight=False)
 
 
+@experiment_app.command("list-runs")
+def list_runs_cmd(
+    runs_dir: Path | None = typer.Option(
+        None, "--runs-dir", help="Where the run folders are (default: runs/, or $TESTBED_RUNS_DIR)."
+    ),
+    as_json: bool = typer.Option(False, "--json", help="Print the runs as JSON."),
+) -> None:
+    """The run folders, oldest first: id, status, verdict, exit code. A run whose processes are all gone
+    while its run.json still says `running` is marked `died` (it was killed without finishing)."""
+    import time
+
+    from testbed.experiment.orphans import settle_all
+    from testbed.runfolder import list_runs, read_run_info
+
+    folder = runs_dir or default_runs_dir()
+    settle_all(folder, time.time())
+    rows = []
+    for run in list_runs(folder):
+        try:
+            info = read_run_info(run)
+        except RunFolderError as exc:
+            rows.append({"id": run.id, "status": "unreadable", "message": str(exc)})
+            continue
+        rows.append(
+            {
+                "id": info.id,
+                "experiment": info.experiment,
+                "started": info.started,
+                "status": info.status,
+                "verdict": info.verdict,
+                "exit_code": info.exit_code,
+                "message": info.message,
+            }
+        )
+    if as_json:
+        print(json.dumps({"runs_dir": str(folder), "runs": rows}, indent=2))
+        return
+    table = Table("run", "status", "verdict", "exit", box=None)
+    for row in rows:
+        table.add_row(
+            row["id"], row["status"], str(row.get("verdict") or "-"), str(row.get("exit_code", "-"))
+        )
+    _console().print(table)
+
+
 def report_cmd(
     run_dir: Path = typer.Argument(..., help="A run folder: runs/<id> or runs/latest."),
     as_json: bool = typer.Option(False, "--json", help="Print {report, run} as JSON."),
 ) -> None:
     """Re-render report.html of a run from its folder alone (no Prometheus, no stack needed)."""
+    import time
+
+    from testbed.experiment.orphans import settle
     from testbed.report.render import render_report
 
     try:
         run = resolve_run(run_dir)
+        settle(run, time.time())  # a run that died says so in its report
         path = render_report(run)
     except RunFolderError as exc:
         raise _fail(ExperimentError("input", str(exc)), as_json) from None

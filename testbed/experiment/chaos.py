@@ -1,9 +1,14 @@
 """The `chaos run` subprocess: its command line (pure), starting it in its own session, and stopping it so
-that it still runs its rollbacks (SIGINT first, as a Ctrl-C; SIGTERM, then SIGKILL only when it hangs)."""
+that it still runs its rollbacks (SIGINT first, as a Ctrl-C; SIGTERM, then SIGKILL only when it hangs).
+If the orchestrator dies (even by SIGKILL), the kernel sends `chaos run` a SIGINT (Linux
+`prctl(PR_SET_PDEATHSIG)`), so it plays its rollbacks instead of keeping its fault and load alive."""
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import ctypes.util
+import functools
 import os
 import shutil
 import signal
@@ -18,6 +23,18 @@ from testbed.runfolder import RunPaths
 DEFAULT_HYPOTHESIS_FREQUENCY_S = 5.0
 ROLLBACK_GRACE_S = 60.0  # after SIGINT: time to finish rollbacks before SIGTERM
 TERM_GRACE_S = 10.0  # after SIGTERM: before SIGKILL
+
+
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
+_libc = ctypes.CDLL(ctypes.util.find_library("c") or None, use_errno=True)  # loaded before any fork
+
+
+def signal_when_parent_dies(parent_pid: int, signum: int = signal.SIGINT) -> None:
+    """In a freshly forked child (a preexec_fn): the kernel sends `signum` when our parent dies. Only
+    async-signal-safe calls here (the parent may have threads); a parent already gone gets it at once."""
+    _libc.prctl(PR_SET_PDEATHSIG, int(signum), 0, 0, 0)
+    if os.getppid() != parent_pid:  # the parent died between fork and prctl
+        os.kill(os.getpid(), signum)
 
 
 def chaos_binary() -> str:
@@ -77,6 +94,7 @@ class ChaosProcess:
                 env=dict(env),
                 cwd=run.root,
                 start_new_session=True,
+                preexec_fn=functools.partial(signal_when_parent_dies, os.getpid()),
             )
 
     @property

@@ -32,6 +32,7 @@ from testbed.experiment.chaos import DEFAULT_HYPOTHESIS_FREQUENCY_S, ChaosProces
 from testbed.experiment.collect import Collected, collect_run, relocate_load, telemetry_files
 from testbed.experiment.errors import ExperimentError
 from testbed.experiment.lock import ExperimentBusy, ExperimentLock
+from testbed.experiment.orphans import process_identity, settle_all
 from testbed.experiment.outcome import (
     EXIT_CANNOT_JUDGE,
     exit_code,
@@ -270,6 +271,7 @@ class RunContext:
     info: RunInfo
     conf: dict[str, Any]  # the configuration handed to `chaos run`
     timing: dict[str, float] = field(default_factory=dict)  # seconds per stage, for run.json
+    lock: ExperimentLock | None = None  # covers every process of the run (chaos joins it when started)
 
 
 @dataclass
@@ -300,11 +302,14 @@ def run_experiment(request: RunRequest, view: ProgressView | None = None) -> Run
         lock.acquire(exp.name)
     except ExperimentBusy as exc:
         raise ExperimentError("busy", str(exc)) from None
+    settle_all(request.runs_dir.resolve(), time.time())  # runs killed earlier say so, not `running`
     try:
         t_stack = time.monotonic()
         stack = ensure_stack(target, exp, request.up_timeout_s, view)
         stack_s = time.monotonic() - t_stack
         ctx = _start_run(request, exp, plan, stack, view, started_wall)
+        ctx.lock = lock
+        lock.set_run_dir(str(ctx.run.root))
         ctx.timing["stack_s"] = round(stack_s, 2)
         return _run(ctx)
     finally:
@@ -346,6 +351,7 @@ def _start_run(
         config={**{k: v for k, v in exp.configuration.items() if not isinstance(v, dict)}, **conf},
         started=utc_iso(time.time()),
         stack={k: getattr(stack, k) for k in _STACK_FIELDS},
+        processes={"orchestrator": process_identity(os.getpid())},
     )
     write_run_info(run, info)
     return RunContext(request, exp, plan, stack, state_dir, view, started_wall, run, info, conf)
@@ -389,6 +395,10 @@ def _execute(ctx: RunContext) -> ChaosResult:
     with _interrupts() as signals:  # Ctrl-C is ours until the cleanup is done
         try:
             chaos = ChaosProcess(command, run, env)
+            if ctx.lock is not None:
+                ctx.lock.add_member("chaos", chaos.pid)
+            ctx.info.processes = {**ctx.info.processes, "chaos": process_identity(chaos.pid)}
+            write_run_info(run, ctx.info)
             threading.Thread(target=_prewarm, name="prewarm", daemon=True).start()
             t_chaos = time.monotonic()
             _watch_chaos(ctx, chaos, signals, watch)

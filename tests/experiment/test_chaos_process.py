@@ -6,6 +6,7 @@ interrupted in tests/experiment/test_experiment_e2e.py (Ctrl-C rolls back)."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import time
@@ -69,3 +70,49 @@ def test_a_child_that_ignores_ctrl_c_and_sigterm_is_killed_after_the_graces(
         assert time.monotonic() - started < 10
     finally:
         process.kill()
+
+
+ORCHESTRATOR = """
+import os, sys, time
+from pathlib import Path
+from testbed.experiment.chaos import ChaosProcess
+from testbed.runfolder import RunPaths
+run = RunPaths(Path(sys.argv[1]))
+process = ChaosProcess([sys.executable, "-c", sys.argv[2]], run, os.environ)
+print(process.pid, flush=True)
+time.sleep(60)
+"""
+
+
+def test_a_killed_orchestrator_takes_chaos_with_it_through_its_rollbacks(tmp_path: Path) -> None:
+    """`chaos run` has its own session (a Ctrl-C reaches only the orchestrator), so a SIGKILL of the
+    orchestrator used to leave it running with its fault and load. The kernel now sends it SIGINT."""
+    import signal
+    import subprocess
+
+    import psutil
+
+    run = RunPaths(tmp_path / "run")
+    run.make_dirs()
+    orchestrator = subprocess.Popen(
+        [sys.executable, "-c", ORCHESTRATOR, str(run.root), POLITE], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert orchestrator.stdout is not None
+        chaos_pid = int(orchestrator.stdout.readline())
+        deadline = time.monotonic() + 20
+        while "ready" not in run.chaos_log.read_text():
+            assert time.monotonic() < deadline, run.chaos_log.read_text()
+            time.sleep(0.05)
+        orchestrator.send_signal(signal.SIGKILL)
+        orchestrator.wait()
+        deadline = time.monotonic() + 10
+        while psutil.pid_exists(chaos_pid) and psutil.Process(chaos_pid).status() != psutil.STATUS_ZOMBIE:
+            assert time.monotonic() < deadline, "chaos outlived its orchestrator"
+            time.sleep(0.05)
+        assert "rolling back" in run.chaos_log.read_text()  # SIGINT, as a Ctrl-C: rollbacks played
+    finally:
+        orchestrator.kill()
+        orchestrator.wait()
+        with contextlib.suppress(psutil.Error):
+            psutil.Process(chaos_pid).kill()

@@ -89,3 +89,70 @@ def test_release_leaves_a_lock_that_is_not_ours(
     _hold(tmp_path, other_process.pid, psutil.Process(other_process.pid).create_time())  # replaced behind us
     lock.release()
     assert (tmp_path / LOCK_FILE).exists()
+
+
+def _dead_pid() -> tuple[int, float]:
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    create_time = psutil.Process(dead.pid).create_time()
+    dead.wait()
+    return dead.pid, create_time
+
+
+def test_an_orphaned_chaos_run_still_holds_the_lock(
+    tmp_path: Path, other_process: subprocess.Popen[bytes]
+) -> None:
+    """The orchestrator was SIGKILLed, its `chaos run` (own session) lives on with its fault and load:
+    the lock is not stale while any process of the run is alive."""
+    pid, create_time = _dead_pid()
+    _hold(tmp_path, pid, create_time)
+    data = json.loads((tmp_path / LOCK_FILE).read_text())
+    data["members"] = [
+        {
+            "role": "chaos",
+            "pid": other_process.pid,
+            "create_time": psutil.Process(other_process.pid).create_time(),
+        }
+    ]
+    (tmp_path / LOCK_FILE).write_text(json.dumps(data))
+    with pytest.raises(ExperimentBusy) as info:
+        ExperimentLock(tmp_path).acquire("catalog-outage")
+    assert f"chaos pid {other_process.pid}" in str(info.value)
+    assert f"kill -INT {other_process.pid}" in str(info.value)
+    other_process.kill()
+    other_process.wait()
+    assert ExperimentLock(tmp_path).acquire("catalog-outage").experiment == "catalog-outage"
+
+
+def test_add_member_records_the_process_in_the_lock(
+    tmp_path: Path, other_process: subprocess.Popen[bytes]
+) -> None:
+    lock = ExperimentLock(tmp_path)
+    lock.acquire("mine", run_dir="/runs/r")
+    lock.add_member("chaos", other_process.pid)
+    data = json.loads((tmp_path / LOCK_FILE).read_text())
+    assert [(m["role"], m["pid"]) for m in data["members"]] == [("chaos", other_process.pid)]
+    assert data["run_dir"] == "/runs/r"
+    lock.release()
+    assert not (tmp_path / LOCK_FILE).exists()
+
+
+def test_a_load_left_running_by_a_dead_run_holds_the_lock(
+    tmp_path: Path, other_process: subprocess.Popen[bytes]
+) -> None:
+    """`chaos run` started the load (load.json) and then died too: the load still belongs to the run."""
+    pid, create_time = _dead_pid()
+    _hold(tmp_path, pid, create_time)
+    load = {
+        "pid": other_process.pid,
+        "create_time": psutil.Process(other_process.pid).create_time(),
+        "out_dir": str(tmp_path / "load"),
+        "host": "http://127.0.0.1:1",
+        "params": {},
+        "started": 1.0,
+        "deadline": 2.0,
+        "parent_pid": pid,
+    }
+    (tmp_path / "load.json").write_text(json.dumps(load))
+    with pytest.raises(ExperimentBusy) as info:
+        ExperimentLock(tmp_path).acquire("catalog-outage")
+    assert f"load pid {other_process.pid}" in str(info.value)
