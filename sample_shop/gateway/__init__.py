@@ -1,1 +1,1 @@
-"""gateway: the shop's public API and a minimal HTML storefront."""
+"""gateway: the shop's public API, the storefront and the admin console."""

@@ -1,4 +1,4 @@
-"""gateway: the shop's public API (docs/shop.md) and a minimal HTML storefront.
+"""gateway: the shop's public API (docs/shop.md); it also serves the storefront and admin pages (pages.py).
 
 Its routes are exactly topology.JOURNEY_ROUTES plus the account, order-history and cart-recommendation
 routes, health and metrics. It validates input, verifies the user's JWT itself (early 401 without a
@@ -13,9 +13,9 @@ import logging
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Query
-from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.responses import JSONResponse
 
-from sample_shop.gateway.storefront import STOREFRONT_HTML
+from sample_shop.gateway import pages
 from sample_shop.kit.app import (
     AuthenticatedUser,
     ServiceApp,
@@ -96,11 +96,6 @@ async def optional_recommendations(
     if body is None:
         return [], True
     return body.get("items", []), False
-
-
-@router.get("/", response_class=HTMLResponse, summary="the storefront page")
-async def storefront() -> HTMLResponse:
-    return HTMLResponse(STOREFRONT_HTML)
 
 
 @router.post(
@@ -328,7 +323,10 @@ async def cart_recommendations(ctx: Ctx, user: User, limit: Limit = 4) -> JSONRe
 
 def create_app(config: ServiceConfig | None = None) -> ServiceApp:
     app = create_service_app(
-        "gateway", [router], config=config, description="The sample shop's public API. See docs/shop.md."
+        "gateway",
+        [pages.router, router],
+        config=config,
+        description="The sample shop's public API. See docs/shop.md.",
     )
 
     async def on_relay(_request: Any, exc: Exception) -> JSONResponse:

@@ -20,6 +20,7 @@ from shop.helpers import CARD, services_logging, spans_of_trace
 pytestmark = pytest.mark.stack
 EXTRA_GATEWAY_ROUTES = {
     ("GET", "/"),
+    ("GET", "/admin"),
     ("POST", "/api/auth/register"),
     ("GET", "/api/me"),
     ("DELETE", "/api/cart"),
