@@ -56,10 +56,10 @@ def _check_same_stack(
         differences.append(f"resilience {running.resilience}")
     if wanted.telemetry != running.telemetry:
         differences.append(f"telemetry {running.telemetry}")
-    if differences:
-        raise RuntimeFailure(
-            f"a stack is already up in {target.layout.root} with other options ({', '.join(differences)})",
-            hint="run `testbed down` first to change them",
+    if differences:  # a bad request, not a stack that could not come up: exit 2
+        raise InputError(
+            f"a stack is already up in {target.layout.root} with other options ({', '.join(differences)}); "
+            "run `testbed down` first to change them"
         )
 
 

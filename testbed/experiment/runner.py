@@ -46,7 +46,7 @@ from testbed.experiment.schedule import PhasePlan, hard_timeout_s, overhead_s, p
 from testbed.experiment.telemetry import snapshot
 from testbed.runfolder import RunInfo, RunPaths, create_run, update_latest, write_run_info
 from testbed.runtime import get_target
-from testbed.runtime.base import RuntimeFailure, Target, UpOptions
+from testbed.runtime.base import InputError, RuntimeFailure, Target, UpOptions
 
 SAMPLE_EVERY_S = 2.0
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
@@ -180,6 +180,8 @@ def ensure_stack(target: Target, exp: Experiment, up_timeout_s: float, view: Pro
             return target.up(UpOptions(replicas=replicas, timeout_s=up_timeout_s), progress=view.startup)
         except RuntimeFailure as failure:
             raise _failure(failure) from None
+        except InputError as exc:  # another `up` started a different stack meanwhile
+            raise ExperimentError("stack", str(exc)) from None
     short = {s: n for s, n in exp.required_replicas.items() if len(stack.replicas_of(s)) < n}
     if short:
         need = ",".join(f"{s}={n}" for s, n in exp.required_replicas.items())

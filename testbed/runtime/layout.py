@@ -35,6 +35,11 @@ class StateLayout:
         return self.root / "startup.json"
 
     @property
+    def up_lock(self) -> Path:
+        """flock(2)-held by the `testbed up` that is starting the stack (released when it returns or dies)."""
+        return self.root / "up.lock"
+
+    @property
     def options_file(self) -> Path:
         """The UpOptions the running stack was started with."""
         return self.root / "options.json"

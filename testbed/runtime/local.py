@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import json
 import os
 import shutil
@@ -11,6 +12,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +21,7 @@ import psutil
 
 from sample_shop.topology import StackDescriptor, default_state_dir, port_offset
 from testbed.runtime.base import (
+    InputError,
     ProcessInfo,
     ProgressCallback,
     RuntimeFailure,
@@ -36,6 +39,7 @@ from testbed.runtime.probes import probe_http
 SUPERVISOR_MODULE = "testbed.runtime.supervisor"
 STOP_TIMEOUT_S = 20.0  # the supervisor's own grace (5 s per group) plus margin
 PORT_RELEASE_TIMEOUT_S = 5.0
+UP_LOCK_MARGIN_S = 10.0  # a second `up` waits for the first one's whole start and cleanup, plus this
 
 
 def same_stack(a: UpOptions, b: UpOptions) -> bool:
@@ -119,21 +123,57 @@ class LocalTarget:
     # ---- up --------------------------------------------------------------------------------------
 
     def up(self, options: UpOptions, progress: ProgressCallback | None = None) -> StackDescriptor:
-        """Start the stack and return when it is ready; leaves nothing running when it fails."""
+        """Start the stack and return when it is ready; leaves nothing running when it fails. One `up` at a
+        time per state folder: a second one waits for the first (the up lock) and then finds its stack.
+        A stack that is up with other options, or one still starting without an `up` waiting for it, is a
+        bad request (InputError, exit 2)."""
+        self.layout.root.mkdir(parents=True, exist_ok=True)
+        with self._up_lock(options.timeout_s + STOP_TIMEOUT_S + UP_LOCK_MARGIN_S):
+            return self._up_locked(options, progress)
+
+    @contextlib.contextmanager
+    def _up_lock(self, timeout_s: float) -> Iterator[None]:
+        """flock(2) on <state>/up.lock: the kernel releases it when its holder exits, however it exits."""
+        with open(self.layout.up_lock, "a+") as handle:
+            deadline = time.monotonic() + timeout_s
+            while True:
+                try:
+                    fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if time.monotonic() > deadline:
+                        handle.seek(0)
+                        holder = handle.read().strip() or "?"
+                        raise InputError(
+                            f"another `testbed up` (pid {holder}) is still starting the stack in "
+                            f"{self.layout.root} after {timeout_s:g} s; wait for it, or stop it and run "
+                            "`testbed down`"
+                        ) from None
+                    time.sleep(0.2)
+            handle.seek(0)
+            handle.truncate()
+            handle.write(f"{os.getpid()}\n")
+            handle.flush()
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+
+    def _up_locked(self, options: UpOptions, progress: ProgressCallback | None) -> StackDescriptor:
         if self.supervisor_pid() is not None:
             running = self.running_options()
             if running is not None and not same_stack(running, options) and self.layout.stack_file.exists():
-                raise RuntimeFailure(
+                raise InputError(
                     f"a stack is already up in {self.layout.root} with other options "
                     f"(replicas {format_replicas(running.replicas) or 'one each'}, "
-                    f"resilience {running.resilience}, telemetry {running.telemetry})",
-                    hint="run `testbed down` first to change them",
+                    f"resilience {running.resilience}, telemetry {running.telemetry}); "
+                    "run `testbed down` first to change them"
                 )
             if self.layout.stack_file.exists():
                 return StackDescriptor.load(self.layout.root)
-            raise RuntimeFailure(
-                f"a stack in {self.layout.root} is still starting (supervisor pid {self.supervisor_pid()})",
-                hint="wait for it, or run `testbed down`",
+            raise InputError(
+                f"a stack in {self.layout.root} is still starting (supervisor pid {self.supervisor_pid()}) "
+                "with no `testbed up` waiting for it; wait for it, or run `testbed down`"
             )
         self._clean_stale_files()
         self._preflight(options)

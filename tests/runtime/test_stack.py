@@ -79,7 +79,7 @@ def test_up_again_says_already_up(stack: StackDescriptor) -> None:
     assert result.returncode == 0, result.stderr
     assert "already up" in result.stdout
     conflicting = _testbed("up", "--replicas", "catalog=3")
-    assert conflicting.returncode == 1
+    assert conflicting.returncode == 2  # a bad request (exit 2), not a stack that could not come up (1)
     assert "already up" in conflicting.stderr and "testbed down" in conflicting.stderr
 
 
