@@ -1,18 +1,42 @@
 """The gate: judge every SLO over the judged windows of a source, plus time to detect and time to recover.
 
-Verdict per SLO: the worst of its judged windows (breached > nodata > met). Verdict of the gate:
-breached if any SLO breached (exit 1), else cannot judge if any SLO had no data (exit 2), else met (0).
+Each judged window is decided by the sequential rule (slo/sequential.py) walking the window's events on
+the scrape grid: `met`, `breached` or `inconclusive`, with the SLI's interval and, when undecided, the
+events still needed. Verdict per SLO: breached if any judged window breached; met only if every judged
+window is met; otherwise no data (a window without events) or inconclusive. Verdict of the gate:
+breached if any SLO breached (exit 1), else cannot judge if any SLO had no data or was inconclusive
+(exit 2), else met (0).
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from slo.maths import Judgement, Status, judge, time_to_detect, time_to_recover, window_count, worst_status
+import numpy as np
+
+from slo.maths import (
+    Judgement,
+    Status,
+    judge,
+    time_to_detect,
+    time_to_recover,
+    window_count,
+    window_path,
+    worst_status,
+)
 from slo.promql import sum_increase_at
-from slo.sources import DEFAULT_JUDGED_PHASES, Source, SourceError, Window
+from slo.sequential import (
+    DecisionRule,
+    RuleError,
+    RuleSettings,
+    events_needed,
+    first_crossing,
+    sli_interval,
+)
+from slo.sources import DEFAULT_JUDGED_PHASES, EventSeries, Source, SourceError, Window
 from slo.spec import SLO
 
 EXIT_MET, EXIT_BREACHED, EXIT_CANNOT_JUDGE = 0, 1, 2
@@ -35,6 +59,11 @@ class WindowResult:
     budget_consumed: float | None
     reason: str
     judged: bool
+    sli_low: float | None = None  # the anytime-valid (1 - alpha) interval of the SLI
+    sli_high: float | None = None
+    events_needed: float | None = None  # more events to decide at the observed rate (None: never)
+    seconds_needed: float | None = None  # the same at the window's event rate
+    decided_after_s: float | None = None  # seconds into the window when the rule decided
 
     @classmethod
     def of(cls, w: Window, j: Judgement, judged: bool) -> WindowResult:
@@ -67,6 +96,7 @@ class SloResult:
     min_events: int
     file: str
     status: Status
+    rule: dict[str, Any]  # method, zone, alpha, beta (slo/sequential.py)
     windows: list[WindowResult]
     overall: WindowResult | None  # the span of all judged windows together
     time_to_detect_s: float | None = None
@@ -104,7 +134,24 @@ class GateReport:
 
 
 def exit_code_for(status: Status) -> int:
-    return {"met": EXIT_MET, "breached": EXIT_BREACHED, "nodata": EXIT_CANNOT_JUDGE}[status]
+    return {
+        "met": EXIT_MET,
+        "breached": EXIT_BREACHED,
+        "nodata": EXIT_CANNOT_JUDGE,
+        "inconclusive": EXIT_CANNOT_JUDGE,
+    }[status]
+
+
+@dataclass(frozen=True)
+class RuleOverride:
+    """Command-line settings of the decision rule that replace every SLO file's (None: keep the file's)."""
+
+    zone: tuple[float, float] | None = None
+    alpha: float | None = None
+    beta: float | None = None
+
+    def apply(self, settings: RuleSettings) -> RuleSettings:
+        return settings.override(self.zone, self.alpha, self.beta)
 
 
 def select_windows(windows: Sequence[Window], judged: Sequence[str] | None) -> tuple[list[Window], list[str]]:
@@ -127,39 +174,92 @@ def evaluate(
     judged: Sequence[str] | None = None,
     recovery_window_s: float = DEFAULT_RECOVERY_WINDOW_S,
     min_events: int | None = None,
-    strict: bool = False,
+    rule_override: RuleOverride | None = None,
 ) -> GateReport:
     """Judge every SLO. Raises SourceError / PrometheusError when the source cannot be read at all.
-    `strict`: every judged window needs enough events on its own (default: a window with too few events
-    is reported but the SLO is judged over all judged windows together, see `_verdict`)."""
+    `min_events` only sets how many events a recovery window needs (the verdicts are the sequential
+    rule's); `rule_override` replaces the SLO files' zone, alpha and beta."""
     if not windows:
         raise SourceError("nothing to judge: no time window or phase given")
     _, judged_names = select_windows(windows, judged)
     source.prepare(slos)
+    override = rule_override or RuleOverride()
     results = [
-        _evaluate_one(slo, source, windows, judged_names, recovery_window_s, min_events, strict)
+        _evaluate_one(
+            slo, source, windows, judged_names, recovery_window_s, min_events, override.apply(slo.rule)
+        )
         for slo in slos
     ]
     status = worst_status([r.status for r in results])
     return GateReport(source.description, judged_names, list(windows), results, status, exit_code_for(status))
 
 
-def _overall(judged: Sequence[WindowResult], slo: SLO, need: int) -> WindowResult | None:
-    """All judged windows together: their events summed (windows need not be adjacent)."""
+def _fmt_events(n: float) -> str:
+    return f"{n:,.0f}"
+
+
+def judge_window(
+    rule: DecisionRule, slo: SLO, ev: EventSeries, w: Window, judged: bool, partial: bool
+) -> WindowResult:
+    """One window: its counts, the sequential decision on its path, the SLI interval, what is missing."""
+    good = window_count(ev.grid, ev.good, w.start, w.end)
+    total = window_count(ev.grid, ev.total, w.start, w.end)
+    bad = max(0.0, total - good)
+    j = judge(good, total, slo.target, 1, w.seconds, slo.period_s)  # the numbers; the status is below
+    if total <= 0 or partial:
+        reason = PARTIAL_WINDOW if partial and total > 0 else j.reason
+        return WindowResult.of(
+            w, Judgement("nodata", good, total, j.sli, j.burn_rate, j.budget_consumed, reason), judged
+        )
+    times, total_path = window_path(ev.grid, ev.total, w.start, w.end)
+    _, good_path = window_path(ev.grid, ev.good, w.start, w.end)
+    crossing = first_crossing(rule, total_path, np.clip(total_path - good_path, 0.0, total_path))
+    low, high = sli_interval(rule, total, bad)
+    row = WindowResult.of(
+        w, Judgement(crossing.decision, good, total, j.sli, j.burn_rate, j.budget_consumed, ""), judged
+    )
+    row.sli_low, row.sli_high = low, high
+    if crossing.index is not None:
+        row.decided_after_s = float(times[crossing.index] - w.start)
+        row.events_needed = 0.0
+        row.reason = (
+            f"{crossing.decision} after {_fmt_events(crossing.total)} events "
+            f"({_fmt_events(crossing.bad)} bad), {row.decided_after_s:.0f} s into the window"
+        )
+        return row
+    needed = events_needed(rule, total, bad)
+    rate = total / w.seconds if w.seconds > 0 else 0.0
+    if math.isfinite(needed):
+        row.events_needed = needed
+        row.seconds_needed = needed / rate if rate > 0 else None
+        more = f"about {_fmt_events(needed)} more events" + (
+            f" (~{row.seconds_needed:.0f} s more at {rate:.1f}/s)" if row.seconds_needed is not None else ""
+        )
+    else:
+        more = "no number of events at this bad-event rate (it sits inside the indifference zone)"
+    row.reason = (
+        f"inconclusive: {_fmt_events(total)} events ({_fmt_events(bad)} bad) do not decide at "
+        f"alpha={rule.alpha:g}, beta={rule.beta:g}; needs {more}"
+    )
+    return row
+
+
+def _overall(
+    judged: Sequence[WindowResult], slo: SLO, rule: DecisionRule, status: Status
+) -> WindowResult | None:
+    """All judged windows together, for the table's summary row: their events summed (windows need not
+    be adjacent) with the SLO's verdict; the interval is over the summed counts."""
     if not judged:
         return None
     good, total = sum(r.good for r in judged), sum(r.total for r in judged)
     seconds = sum(r.end - r.start for r in judged)
-    j = judge(good, total, slo.target, need, seconds, slo.period_s)
-    partial = [r for r in judged if r.reason == PARTIAL_WINDOW]
-    if partial and j.status != "nodata":
-        j = Judgement("nodata", good, total, j.sli, j.burn_rate, j.budget_consumed, PARTIAL_WINDOW)
+    j = judge(good, total, slo.target, 1, seconds, slo.period_s)
     name = "+".join(r.window for r in judged)
-    return WindowResult(
+    row = WindowResult(
         name,
         min(r.start for r in judged),
         max(r.end for r in judged),
-        j.status,
+        status,
         j.good,
         j.total,
         j.sli,
@@ -168,27 +268,29 @@ def _overall(judged: Sequence[WindowResult], slo: SLO, need: int) -> WindowResul
         j.reason,
         True,
     )
+    if total > 0:
+        row.sli_low, row.sli_high = sli_interval(rule, total, max(0.0, total - good))
+    pending = [r for r in judged if r.status == "inconclusive"]
+    if pending:
+        known = [r.events_needed for r in pending if r.events_needed is not None]
+        row.events_needed = max(known) if len(known) == len(pending) else None
+        secs = [r.seconds_needed for r in pending if r.seconds_needed is not None]
+        row.seconds_needed = max(secs) if len(secs) == len(pending) else None
+    else:
+        row.events_needed = 0.0
+    return row
 
 
-def _verdict(
-    judged: Sequence[WindowResult], overall: WindowResult | None, strict: bool
-) -> tuple[Status, list[str]]:
-    """Breached when any judged window (or all of them together) breaches. Otherwise met when all judged
-    windows together hold enough events and meet the objective; a single window with too few events
-    (a rare journey in a short phase) is then reported in the notes instead of blocking the gate.
-    With `strict`, every judged window must be judgeable on its own. Anything else: no data."""
-    if overall is None:
+def _verdict(judged: Sequence[WindowResult]) -> tuple[Status, list[str]]:
+    """Breached when any judged window breached; met only when every judged window is met. Otherwise
+    no data when a window had no events, else inconclusive: both exit 2, never a pass."""
+    if not judged:
         return "nodata", ["no window to judge"]
     statuses = [r.status for r in judged]
-    thin = [r for r in judged if r.status == "nodata"]
-    notes = [f"{r.window}: {r.reason}" for r in thin]
-    if "breached" in statuses or overall.status == "breached":
+    notes = [f"{r.window}: {r.reason}" for r in judged if r.status in ("nodata", "inconclusive")]
+    if "breached" in statuses:
         return "breached", notes
-    if strict:
-        return worst_status([*statuses, overall.status]), notes
-    if overall.status == "met" and thin:
-        notes.append(f"judged over {overall.window} together: {overall.total:g} events")
-    return overall.status, notes
+    return worst_status(statuses), notes
 
 
 def _evaluate_one(
@@ -198,30 +300,20 @@ def _evaluate_one(
     judged: Sequence[str],
     recovery_window_s: float,
     min_events: int | None,
-    strict: bool,
+    settings: RuleSettings,
 ) -> SloResult:
     ev = source.events(slo)
     need = slo.min_events if min_events is None else min_events
-    rows: list[WindowResult] = []
-    for w in windows:
-        good = window_count(ev.grid, ev.good, w.start, w.end)
-        total = window_count(ev.grid, ev.total, w.start, w.end)
-        j = judge(good, total, slo.target, need, w.seconds, slo.period_s)
-        if w.start < source.span.start - 1e-6 and j.status != "nodata":
-            # Events before the data begin are unknown: judging a partly covered window could pass wrongly.
-            j = Judgement(
-                "nodata",
-                good,
-                total,
-                j.sli,
-                j.burn_rate,
-                j.budget_consumed,
-                PARTIAL_WINDOW,
-            )
-        rows.append(WindowResult.of(w, j, w.name in judged))
+    try:
+        rule = settings.rule(slo.target)
+    except RuleError as exc:
+        raise SourceError(f"the decision rule for {slo.name} (target {slo.target:g}): {exc}") from None
+    rows = [
+        judge_window(rule, slo, ev, w, w.name in judged, w.start < source.span.start - 1e-6) for w in windows
+    ]
     judged_rows = [r for r in rows if r.judged]
-    overall = _overall(judged_rows, slo, need)
-    status, notes = _verdict(judged_rows, overall, strict)
+    status, notes = _verdict(judged_rows)
+    overall = _overall(judged_rows, slo, rule, status)
     result = SloResult(
         name=slo.name,
         display_name=slo.display_name,
@@ -235,6 +327,7 @@ def _evaluate_one(
         min_events=need,
         file=slo.file,
         status=status,
+        rule={**rule.describe(), "clean_events_to_meet": rule.clean_events_to_meet()},
         windows=rows,
         overall=overall,
         notes=notes,

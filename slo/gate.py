@@ -11,7 +11,7 @@ from typing import Any
 
 from sample_shop import topology
 from slo.collect import SeriesFileError
-from slo.evaluate import DEFAULT_RECOVERY_WINDOW_S, GateReport, evaluate
+from slo.evaluate import DEFAULT_RECOVERY_WINDOW_S, GateReport, RuleOverride, evaluate
 from slo.pages import NotificationsError, first_pages, read_notifications
 from slo.prom import Prometheus, PrometheusError
 from slo.report import write_reports
@@ -115,7 +115,7 @@ def check_run(
     phases: Sequence[str] | None = None,
     min_events: int | None = None,
     recovery_window_s: float = DEFAULT_RECOVERY_WINDOW_S,
-    strict: bool = False,
+    rule_override: RuleOverride | None = None,
     out_dir: Path | None = None,
 ) -> tuple[GateReport, list[Path]]:
     """Judge runs/<id>/ and write report.json, junit.xml, summary.md to `out_dir` (default RUN/slo).
@@ -140,7 +140,9 @@ def check_run(
         raise CannotJudge("no SLO is left to judge" + (f" (not judged: {left_out})" if left_out else ""))
     try:
         source = RunFolderSource(run_dir)
-        report = evaluate(chosen, source, run_windows(run_dir), phases, recovery_window_s, min_events, strict)
+        report = evaluate(
+            chosen, source, run_windows(run_dir), phases, recovery_window_s, min_events, rule_override
+        )
     except (SourceError, SeriesFileError) as exc:
         raise CannotJudge(str(exc)) from None
     report.not_judged = [{"name": name, "reason": why} for name, why in not_judged.items()]
@@ -158,7 +160,7 @@ def check_live(
     phases: Sequence[str] | None = None,
     min_events: int | None = None,
     recovery_window_s: float = DEFAULT_RECOVERY_WINDOW_S,
-    strict: bool = False,
+    rule_override: RuleOverride | None = None,
     timeout_s: float = 15.0,
     step_s: float = topology.SCRAPE_INTERVAL_S,
 ) -> GateReport:
@@ -172,7 +174,7 @@ def check_live(
             prom.check()
             source = PrometheusSource(prom, span, step_s)
             return evaluate(
-                slos, source, list(windows or [span]), phases, recovery_window_s, min_events, strict
+                slos, source, list(windows or [span]), phases, recovery_window_s, min_events, rule_override
             )
     except (PrometheusError, SourceError) as exc:
         raise CannotJudge(str(exc)) from None

@@ -20,7 +20,8 @@ from typing import Literal
 import numpy as np
 import numpy.typing as npt
 
-Status = Literal["met", "breached", "nodata"]
+# inconclusive: there were events, but too few to decide at the rule's confidence (slo/sequential.py)
+Status = Literal["met", "breached", "inconclusive", "nodata"]
 FloatArray = npt.NDArray[np.float64]
 
 
@@ -97,13 +98,13 @@ def judge(
 
 
 def worst_status(statuses: Sequence[Status]) -> Status:
-    """breached beats nodata beats met: a definite failure is reported as such; missing data never passes."""
+    """breached beats nodata beats inconclusive beats met: a definite failure is reported as such;
+    missing data and undecided data never pass."""
     if not statuses:
         return "nodata"
-    if "breached" in statuses:
-        return "breached"
-    if "nodata" in statuses:
-        return "nodata"
+    for status in ("breached", "nodata", "inconclusive"):
+        if status in statuses:
+            return status  # type: ignore[return-value]
     return "met"
 
 
@@ -154,6 +155,22 @@ def window_count(grid: FloatArray, cumulative: FloatArray, start: float, end: fl
     if end < start:
         raise ValueError(f"window end {end} is before its start {start}")
     return max(0.0, value_at(grid, cumulative, end) - value_at(grid, cumulative, start))
+
+
+def window_path(
+    grid: FloatArray, cumulative: FloatArray, start: float, end: float
+) -> tuple[FloatArray, FloatArray]:
+    """The events counted from `start`, at every grid point in (start, end] (and at `end`): the path the
+    sequential rule walks. Returns (times, cumulative counts since start)."""
+    grid = np.asarray(grid, dtype=float)
+    inside = (grid > start + 1e-9) & (grid <= end + 1e-9)
+    times = grid[inside]
+    if not len(times) or times[-1] < end - 1e-9:
+        times = np.append(times, end)
+    cumulative = np.asarray(cumulative, dtype=float)
+    idx = np.searchsorted(grid, times, side="right") - 1
+    counts = np.where(idx >= 0, cumulative[np.clip(idx, 0, None)], 0.0) - value_at(grid, cumulative, start)
+    return times, np.maximum.accumulate(np.maximum(counts, 0.0))
 
 
 def sliding_sli(

@@ -12,9 +12,9 @@ from sample_shop.basics import utc_iso, write_json_atomic, write_text_atomic
 from slo.evaluate import GateReport, SloResult, WindowResult
 from slo.runfolder import JUNIT_XML, REPORT_JSON, SUMMARY_MD
 
-_VERDICT = {"met": "met", "breached": "BREACHED", "nodata": "NO DATA"}
-_ICON = {"met": "✅", "breached": "❌", "nodata": "⚠️"}
-_STYLE = {"met": "green", "breached": "bold red", "nodata": "yellow"}
+_VERDICT = {"met": "met", "breached": "BREACHED", "nodata": "NO DATA", "inconclusive": "INCONCLUSIVE"}
+_ICON = {"met": "✅", "breached": "❌", "nodata": "⚠️", "inconclusive": "❔"}
+_STYLE = {"met": "green", "breached": "bold red", "nodata": "yellow", "inconclusive": "yellow"}
 
 
 def _pct(x: float | None, digits: int = 2) -> str:
@@ -27,6 +27,33 @@ def _num(x: float | None, fmt: str = ".2f") -> str:
 
 def _secs(x: float | None) -> str:
     return "-" if x is None else f"{x:.0f} s"
+
+
+def interval_text(w: WindowResult | None) -> str:
+    """The SLI's anytime-valid interval, e.g. 98.1-100%."""
+    if w is None or w.sli_low is None or w.sli_high is None:
+        return "-"
+    return f"{w.sli_low * 100:.1f}-{w.sli_high * 100:.1f}%"
+
+
+def needed_text(s: SloResult) -> str:
+    """What an undecided SLO still needs: events (and seconds at the observed rate) in its slowest window."""
+    if s.status != "inconclusive" or s.overall is None:
+        return "-"
+    if s.overall.events_needed is None:
+        return "∞"
+    text = f"{s.overall.events_needed:,.0f}"
+    return text + (f" (~{s.overall.seconds_needed:.0f} s)" if s.overall.seconds_needed is not None else "")
+
+
+def rule_text(report: GateReport) -> str:
+    """The decision rule(s) in use, once: most reports use one setting for every SLO."""
+    settings = sorted(
+        {(tuple(s.rule.get("zone", ())), s.rule.get("alpha"), s.rule.get("beta")) for s in report.slos},
+        key=str,
+    )
+    parts = [f"zone {z[0]:g}-{z[1]:g}x burn, alpha {a:g}, beta {b:g}" for z, a, b in settings if len(z) == 2]
+    return "sequential test (SPRT, anytime-valid): " + "; ".join(parts) if parts else ""
 
 
 def objective_text(s: SloResult) -> str:
@@ -51,6 +78,7 @@ def gate_message(report: GateReport) -> str:
 def _gate_message(report: GateReport) -> str:
     breached = [s.name for s in report.slos if s.status == "breached"]
     nodata = [s.name for s in report.slos if s.status == "nodata"]
+    undecided = [s for s in report.slos if s.status == "inconclusive"]
     if report.status == "met":
         return f"all {len(report.slos)} SLOs met over {', '.join(report.judged_windows)}"
     parts = []
@@ -60,6 +88,11 @@ def _gate_message(report: GateReport) -> str:
         parts.append(
             f"no data: {', '.join(nodata)} (too few events; is the load generator running and scraped? "
             "see the reason per window)"
+        )
+    if undecided:
+        parts.append(
+            "inconclusive (too few events to decide; run the phases longer, e.g. with --until-confident): "
+            + ", ".join(f"{s.name} needs {needed_text(s)} more events" for s in undecided)
         )
     return "; ".join(parts)
 
@@ -75,8 +108,9 @@ def write_reports(report: GateReport, out_dir: Path) -> list[Path]:
 
 def _window_line(w: WindowResult) -> str:
     return (
-        f"{w.window}: {w.status} - good {w.good:g} / total {w.total:g}, SLI {_pct(w.sli, 3)}, "
-        f"burn rate {_num(w.burn_rate)}, budget {_pct(w.budget_consumed, 1)} ({w.reason})"
+        f"{w.window}: {w.status} - good {w.good:g} / total {w.total:g}, SLI {_pct(w.sli, 3)} "
+        f"[{interval_text(w)}], burn rate {_num(w.burn_rate)}, budget {_pct(w.budget_consumed, 1)} "
+        f"({w.reason})"
     )
 
 
@@ -86,7 +120,7 @@ def junit_xml(report: GateReport) -> str:
         name="slo",
         tests=str(len(report.slos) + len(report.not_judged)),
         failures=str(sum(s.status == "breached" for s in report.slos)),
-        errors=str(sum(s.status == "nodata" for s in report.slos)),
+        errors=str(sum(s.status in ("nodata", "inconclusive") for s in report.slos)),
         skipped=str(len(report.not_judged)),
     )
     for s in report.slos:
@@ -102,6 +136,17 @@ def junit_xml(report: GateReport) -> str:
             bad = [w for w in s.windows if w.judged and w.status == "nodata"]
             msg = "; ".join(f"{w.window}: {w.reason}" for w in bad)
             ET.SubElement(case, "error", message=msg, type="SLONoData").text = details
+        elif s.status == "inconclusive":
+            bad = [w for w in s.windows if w.judged and w.status == "inconclusive"]
+            msg = "; ".join(f"{w.window}: {w.reason}" for w in bad)
+            ET.SubElement(case, "error", message=msg, type="SLOInconclusive").text = details
+        rule = s.rule
+        props = ET.SubElement(case, "properties")
+        for key in ("method", "zone", "alpha", "beta"):
+            value = rule.get(key)
+            text = ",".join(f"{v:g}" for v in value) if isinstance(value, list) else str(value)
+            ET.SubElement(props, "property", name=key, value=text)
+        ET.SubElement(props, "property", name="interval", value=interval_text(s.overall))
         ET.SubElement(case, "system-out").text = "\n".join([details, *s.notes])
     for entry in report.not_judged:
         case = ET.SubElement(suite, "testcase", classname="slo.not_judged", name=entry["name"])
@@ -117,8 +162,10 @@ def markdown(report: GateReport) -> str:
         "",
         f"{gate_message(report)}. Source: {report.source}. Judged: {', '.join(report.judged_windows)}.",
         "",
-        "| SLO | objective | " + " | ".join(names) + " | budget used | detect | page | recover | verdict |",
-        "|---|---|" + "---|" * len(names) + "---|---|---|---|---|",
+        "| SLO | objective | "
+        + " | ".join(names)
+        + " | interval | needs | budget used | detect | page | recover | verdict |",
+        "|---|---|" + "---|" * len(names) + "---|---|---|---|---|---|---|",
     ]
     for s in report.slos:
         cells = []
@@ -129,7 +176,8 @@ def markdown(report: GateReport) -> str:
         lines.append(
             f"| {s.name} | {objective_text(s)} | "
             + " | ".join(cells)
-            + f" | {budget} | {_secs(s.time_to_detect_s)} | {_secs(s.time_to_page_s)} "
+            + f" | {interval_text(s.overall)} | {needed_text(s)} "
+            + f"| {budget} | {_secs(s.time_to_detect_s)} | {_secs(s.time_to_page_s)} "
             f"| {_secs(s.time_to_recover_s)} "
             f"| {_ICON[s.status]} {_VERDICT[s.status]} |"
         )
@@ -140,7 +188,11 @@ def markdown(report: GateReport) -> str:
         lines += ["", "Not judged:", *(f"- {e['name']}: {e['reason']}" for e in report.not_judged)]
     lines += [
         "",
-        "Cells: SLI (events). Budget used: share of the SLO period's error budget consumed by the judged "
+        "Cells: SLI (events) per window, marked by its verdict. Interval: the SLI's anytime-valid "
+        "confidence interval over the judged windows. Needs: events still needed to decide (at the observed "
+        "rate) in the slowest undecided window. "
+        + rule_text(report)
+        + ". Budget used: share of the SLO period's error budget consumed by the judged "
         "windows. Detect: fault start to the first burn-rate alert (rule evaluation). Page: fault start to "
         "the first page Alertmanager delivered (alerts.jsonl). Recover: fault end to the first "
         "healthy window.",
@@ -159,6 +211,8 @@ def print_table(report: GateReport, console: Console) -> None:
     table.add_column("objective")
     for w in report.windows:
         table.add_column(w.name + ("" if w.name in report.judged_windows else " (info)"), justify="right")
+    table.add_column("interval", justify="right")
+    table.add_column("needs", justify="right")
     table.add_column("budget", justify="right")
     table.add_column("detect", justify="right")
     table.add_column("page", justify="right")
@@ -173,6 +227,8 @@ def print_table(report: GateReport, console: Console) -> None:
             s.name,
             objective_text(s),
             *cells,
+            interval_text(s.overall),
+            needed_text(s),
             _pct(s.overall.budget_consumed, 1) if s.overall else "-",
             _secs(s.time_to_detect_s),
             _secs(s.time_to_page_s),
@@ -185,4 +241,6 @@ def print_table(report: GateReport, console: Console) -> None:
             console.print(f"[dim]note[/dim] {s.name}: {note}", highlight=False)
     for e in report.not_judged:
         console.print(f"[yellow]not judged[/yellow] {e['name']}: {e['reason']}", highlight=False)
+    if report.slos:
+        console.print(f"[dim]verdicts: {rule_text(report)}[/dim]", highlight=False)
     console.print(f"[{_STYLE[report.status]}]{_VERDICT[report.status]}[/]: {gate_message(report)}")

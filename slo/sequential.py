@@ -164,6 +164,44 @@ def rule_for(
     return DecisionRule(target, float(low), float(high), float(alpha), float(beta))
 
 
+@dataclass(frozen=True)
+class RuleSettings:
+    """An SLO's rule settings (from its file's annotations, overridden on the command line); the rule
+    itself also needs the SLO's target: `rule(target)`."""
+
+    zone: tuple[float, float] = DEFAULT_ZONE
+    alpha: float = DEFAULT_ALPHA
+    beta: float = DEFAULT_BETA
+
+    def rule(self, target: float) -> DecisionRule:
+        return rule_for(target, self.zone, self.alpha, self.beta)
+
+    def with_text(self, name: str, text: str) -> RuleSettings:
+        """A copy with `name` (zone, alpha or beta) set from text as a user types it."""
+        if name == "zone":
+            return RuleSettings(parse_zone(text), self.alpha, self.beta)
+        try:
+            value = float(text)
+        except ValueError:
+            raise RuleError(f"{name}: expected a number such as 0.05, got {text!r}") from None
+        if not 0.0 < value < 0.5:
+            raise RuleError(f"{name}: must be between 0 and 0.5 (exclusive), got {text!r}")
+        return (
+            RuleSettings(self.zone, value, self.beta)
+            if name == "alpha"
+            else RuleSettings(self.zone, self.alpha, value)
+        )
+
+    def override(
+        self, zone: tuple[float, float] | None, alpha: float | None, beta: float | None
+    ) -> RuleSettings:
+        return RuleSettings(
+            zone if zone is not None else self.zone,
+            alpha if alpha is not None else self.alpha,
+            beta if beta is not None else self.beta,
+        )
+
+
 def parse_zone(text: str) -> tuple[float, float]:
     """'0.5,2' -> (0.5, 2.0); RuleError with the expected form otherwise."""
     parts = [p.strip() for p in str(text).split(",")]

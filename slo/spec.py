@@ -27,6 +27,7 @@ from typing import Any, Literal
 from sample_shop import topology
 from sample_shop.basics import parse_duration
 from slo.selector import Selector, SelectorError, check_selector, family, parse_selector
+from slo.sequential import RuleError, RuleSettings
 from slo.yamlpos import Document, Path_, YamlSyntaxError, format_path, load_documents
 
 API_VERSION = "openslo/v1"
@@ -34,6 +35,11 @@ SPECS_DIR = Path(__file__).resolve().parent / "specs"
 DEFAULT_MIN_EVENTS = 10
 ANNOTATION_CRITICAL = "testbed/critical"
 ANNOTATION_MIN_EVENTS = "testbed/min-events"
+# The decision rule's settings per SLO (slo/sequential.py; docs/slo.md): the indifference zone in burn-rate
+# multiples ("0.5,2"), and the two error rates.
+ANNOTATION_ZONE = "testbed/zone"
+ANNOTATION_ALPHA = "testbed/alpha"
+ANNOTATION_BETA = "testbed/beta"
 
 SliKind = Literal["availability", "latency"]
 SliSource = Literal["server", "client"]
@@ -77,9 +83,10 @@ class SLO:
     budgeting_method: str
     threshold_s: float | None
     critical: bool
-    min_events: int
+    min_events: int  # for recovery timing only: the verdict is the sequential rule's
     file: str
     labels: dict[str, str] = field(default_factory=dict, hash=False, compare=False)
+    rule: RuleSettings = field(default_factory=RuleSettings)
 
     @property
     def error_budget(self) -> float:
@@ -288,6 +295,7 @@ def _build_slo(ctx: _Ctx, slis: dict[str, tuple[_Ctx, dict[str, Any]]]) -> SLO |
         )
     target = _objective(ctx, spec.get("objectives"))
     critical, min_events = _gate_annotations(ctx, annotations)
+    rule = _rule_annotations(ctx, annotations, target)
     journey = _journey(ctx, labels)
 
     if len(ctx.problems) > before or ratio is None or target is None or period_s is None or service is None:
@@ -312,6 +320,7 @@ def _build_slo(ctx: _Ctx, slis: dict[str, tuple[_Ctx, dict[str, Any]]]) -> SLO |
         min_events=min_events,
         file=ctx.file,
         labels=labels,
+        rule=rule,
     )
 
 
@@ -390,6 +399,26 @@ def _gate_annotations(ctx: _Ctx, annotations: dict[str, str]) -> tuple[bool, int
         else:
             min_events = int(raw)
     return critical == "true", min_events
+
+
+def _rule_annotations(ctx: _Ctx, annotations: dict[str, str], target: float | None) -> RuleSettings:
+    """The decision rule's zone, alpha and beta from the annotations (defaults where absent), checked
+    against the objective so that a rule that cannot work is refused here, with its place in the file."""
+    settings = RuleSettings()
+    for key in (ANNOTATION_ZONE, ANNOTATION_ALPHA, ANNOTATION_BETA):
+        if key not in annotations:
+            continue
+        path = ("metadata", "annotations", key)
+        try:
+            settings = settings.with_text(key.removeprefix("testbed/"), annotations[key])
+        except RuleError as exc:
+            ctx.error(path, str(exc).split(": ", 1)[-1])
+    if target is not None:
+        try:
+            settings.rule(target)
+        except RuleError as exc:
+            ctx.error(("metadata", "annotations"), str(exc))
+    return settings
 
 
 def _journey(ctx: _Ctx, labels: dict[str, str]) -> str | None:

@@ -14,12 +14,13 @@ from rich.table import Table
 from sample_shop import topology
 from sample_shop.basics import parse_duration
 from slo.compare import DEFAULT_SLICE_S, ComparisonReport, compare
-from slo.evaluate import DEFAULT_RECOVERY_WINDOW_S, EXIT_CANNOT_JUDGE, GateReport
+from slo.evaluate import DEFAULT_RECOVERY_WINDOW_S, EXIT_CANNOT_JUDGE, GateReport, RuleOverride
 from slo.gate import CannotJudge, check_live, check_run, run_windows
 from slo.prom import Prometheus, PrometheusError, default_prometheus_url
 from slo.report import gate_message, print_table, write_reports
 from slo.rules import PromtoolError, check_rules, write_prometheus_rules
 from slo.runfolder import JUNIT_XML, REPORT_JSON, SUMMARY_MD
+from slo.sequential import RuleError, RuleSettings
 from slo.sources import (
     RunFolderSource,
     SourceError,
@@ -114,29 +115,44 @@ def check(
         None, "--out", help="Write report.json, junit.xml and summary.md here (default with --run: RUN/slo)."
     ),
     min_events: int | None = typer.Option(
-        None, "--min-events", min=1, help="Events a window needs to be judged (default: per SLO, 10)."
+        None,
+        "--min-events",
+        min=1,
+        help="Events a window needs for time-to-recover (default: per SLO, 10); verdicts use the rule below.",
+    ),
+    zone: str | None = typer.Option(
+        None,
+        "--zone",
+        help="Indifference zone in burn-rate multiples, LOW,HIGH (default per SLO file, 0.5,2): a burn "
+        "rate at or below LOW must come out met, at or above HIGH breached.",
+    ),
+    alpha: str | None = typer.Option(
+        None, "--alpha", help="Chance of a false breach at burn <= LOW (default per SLO file, 0.05)."
+    ),
+    beta: str | None = typer.Option(
+        None, "--beta", help="Chance of a false pass at burn >= HIGH (default per SLO file, 0.05)."
     ),
     recovery_window: str = typer.Option(
         f"{DEFAULT_RECOVERY_WINDOW_S:.0f}s", "--recovery-window", help="Window length for time to recover."
     ),
     timeout: float = typer.Option(15.0, "--timeout", help="Seconds to wait for each Prometheus query."),
-    strict: bool = typer.Option(
-        False,
-        "--strict",
-        help="Every judged phase must hold --min-events on its own (default: phases with too few events "
-        "are noted and the SLO is judged over the judged phases together).",
-    ),
     as_json: bool = JsonOpt,
 ) -> None:
     """The SLO gate: judge every SLO over a run folder or a live window.
 
+    Each judged phase is decided by a sequential test (docs/slo.md): met, breached or inconclusive,
+    with the SLI's interval and, when undecided, how many more events (and seconds) it needs. Its
+    error rates hold however the data were read: at most --alpha false breaches for a shop burning at
+    most LOW, at most --beta false passes for one burning at least HIGH.
+
     Prints a table (or JSON with --json) and writes JSON, JUnit XML and Markdown reports. Exit status:
-    0 all objectives met, 1 any breached, 2 cannot judge (no data, Prometheus unreachable, invalid SLO
-    file, broken query). No data is never a pass.
+    0 all objectives met, 1 any breached, 2 cannot judge (no data, too few events to decide,
+    Prometheus unreachable, invalid SLO file, broken query). Neither no data nor inconclusive is a pass.
 
     Examples: testbed slo check --run runs/latest;  testbed slo check --from now-10m --to now
     """
     try:
+        override = _rule_override(zone, alpha, beta)
         report, out_dir = _check(
             run,
             from_,
@@ -149,7 +165,7 @@ def check(
             min_events,
             recovery_window,
             timeout,
-            strict,
+            override,
         )
     except (_CannotJudge, CannotJudge, SourceError) as exc:
         raise _fail(str(exc), as_json) from None
@@ -179,7 +195,7 @@ def _check(
     min_events: int | None,
     recovery_window: str,
     timeout: float,
-    strict: bool,
+    rule_override: RuleOverride,
 ) -> tuple[GateReport, Path | None]:
     if run is not None and (from_ or to):
         raise _CannotJudge("give either --run DIR or --from/--to, not both")
@@ -191,7 +207,7 @@ def _check(
     if run is not None:
         report, _ = check_run(
             run, slo_files=slo_files, phases=phase, min_events=min_events, recovery_window_s=recovery_s,
-            strict=strict, out_dir=out,
+            rule_override=rule_override, out_dir=out,
         )  # fmt: skip
         return report, None  # written by check_run
     now = datetime.now(UTC)
@@ -204,9 +220,26 @@ def _check(
     report = check_live(
         prometheus or _stack_prometheus_url(), start, end, slo_files=slo_files,
         windows=load_phases(phases_file) if phases_file else None, phases=phase, min_events=min_events,
-        recovery_window_s=recovery_s, strict=strict, timeout_s=timeout,
+        recovery_window_s=recovery_s, rule_override=rule_override, timeout_s=timeout,
     )  # fmt: skip
     return report, out
+
+
+def _rule_override(zone: str | None, alpha: str | None, beta: str | None) -> RuleOverride:
+    """--zone/--alpha/--beta as typed, validated (the SLOs' own targets are checked when judging)."""
+    settings = RuleSettings()
+    try:
+        for name, text in (("zone", zone), ("alpha", alpha), ("beta", beta)):
+            if text is not None:
+                settings = settings.with_text(name, text)
+        settings.rule(0.999)  # order and range; each SLO's own target is checked when judging
+    except RuleError as exc:
+        raise _CannotJudge(f"--{exc}") from None
+    return RuleOverride(
+        settings.zone if zone is not None else None,
+        settings.alpha if alpha is not None else None,
+        settings.beta if beta is not None else None,
+    )
 
 
 def _written(report: GateReport, run: Path | None, out: Path | None) -> list[Path]:

@@ -94,7 +94,12 @@ def exit_code(status: str, gate_exit: int | None) -> int:
 
 def verdict_line(status: str, why: str, gate_status: str | None, gate_message: str) -> str:
     """One line a person reads first."""
-    gate = {"met": "SLOs met", "breached": "SLOs BREACHED", "nodata": "SLOs cannot be judged (no data)"}
+    gate = {
+        "met": "SLOs met",
+        "breached": "SLOs BREACHED",
+        "nodata": "SLOs cannot be judged (no data)",
+        "inconclusive": "SLOs cannot be judged yet (too few events to decide)",
+    }
     head = gate.get(gate_status or "", "cannot judge")
     if status not in JUDGEABLE:
         return f"cannot judge: {why}" + (f" (the gate alone says: {head})" if gate_status else "")

@@ -15,8 +15,9 @@ VERDICT_STYLE = {
     "met": ("SLOs MET", "ok"),
     "breached": ("SLOs BREACHED", "bad"),
     "nodata": ("NO DATA", "warn"),
+    "inconclusive": ("INCONCLUSIVE", "warn"),
 }
-STATUS_CLASS = {"met": "ok", "breached": "bad", "nodata": "warn"}
+STATUS_CLASS = {"met": "ok", "breached": "bad", "nodata": "warn", "inconclusive": "warn"}
 SERVICE_COLORS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#17becf")
 
 CSS = """
@@ -202,7 +203,15 @@ def slo_section(data: ReportData) -> str:
         f"{escape(w)}{'' if w in judged else ' (info)'}<br><span class='dim'>SLI (events) · budget</span>"
         for w in windows
     ]
-    head += ["budget used", "time to detect", "time to page", "time to recover", "verdict"]
+    head += [
+        "interval",
+        "needs",
+        "budget used",
+        "time to detect",
+        "time to page",
+        "time to recover",
+        "verdict",
+    ]
     rows = []
     for s in gate.get("slos", []):
         objective = f"{s['target'] * 100:g}%" + (f" ≤ {s['threshold_s']:g} s" if s.get("threshold_s") else "")
@@ -212,7 +221,11 @@ def slo_section(data: ReportData) -> str:
             text = f"{_pct(w.get('sli'))} ({w.get('total', 0):g}) · {_pct(w.get('budget_consumed'), 1)}"
             cells.append(f'<td class="{cls}">{text}</td>')
         overall = s.get("overall") or {}
+        low, high = overall.get("sli_low"), overall.get("sli_high")
+        needed = overall.get("events_needed")
         cells += [
+            f"{_pct(low, 1)}-{_pct(high, 1)}" if low is not None and high is not None else "-",
+            "-" if s["status"] != "inconclusive" else ("∞" if needed is None else f"{needed:,.0f} events"),
             _pct(overall.get("budget_consumed"), 1),
             _secs(s.get("time_to_detect_s")),
             _secs(s.get("time_to_page_s")),

@@ -294,12 +294,50 @@ def dependencies(data: ReportData) -> str:
     return to_base64(fig)
 
 
+def verdict_intervals(data: ReportData) -> str:
+    """Every SLO's SLI per judged phase as a dot with its anytime-valid interval, against the objective:
+    a whisker wholly right of the objective line is a confident pass, wholly left a confident breach."""
+    gate = data.gate or {}
+    slos = gate.get("slos") or []
+    judged = list(gate.get("judged_windows") or [])
+    fig, ax = new_figure(max(2.4, 0.32 * len(slos) + 1.2))
+    if not slos or not judged:
+        return _empty(fig, ax, "no SLO verdicts (the gate did not judge this run)")
+    fig.subplots_adjust(left=0.28, right=0.97, top=0.9, bottom=0.12)
+    lows: list[float] = []
+    for row, slo in enumerate(slos):
+        y = len(slos) - 1 - row
+        ax.plot([slo["target"] * 100] * 2, [y - 0.4, y + 0.4], color="#b22222", lw=1.5)
+        lows.append(slo["target"] * 100)
+        for k, window in enumerate(w for w in slo.get("windows", []) if w.get("judged")):
+            if window.get("sli") is None:
+                continue
+            dy = (k - (len(judged) - 1) / 2) * 0.22
+            sli = window["sli"] * 100
+            lo = (window.get("sli_low") if window.get("sli_low") is not None else window["sli"]) * 100
+            hi = (window.get("sli_high") if window.get("sli_high") is not None else window["sli"]) * 100
+            lows.append(lo)
+            color = PHASE_COLORS.get(window["window"], UNKNOWN_PHASE_COLOR)
+            marker = {"met": "o", "breached": "X", "inconclusive": "D"}.get(window["status"], ".")
+            ax.errorbar(
+                sli, y + dy, xerr=[[sli - lo], [hi - sli]], fmt=marker, color=color, ms=5, capsize=2, lw=1,
+                label=window["window"] if row == 0 else None,
+            )  # fmt: skip
+    ax.set_yticks(range(len(slos)), [s["name"] for s in reversed(slos)], fontsize=8)
+    ax.set_xlim(max(0.0, min(lows) - 1.0), 100.2)
+    ax.set_xlabel("SLI % (dot: observed; whisker: anytime-valid interval; red bar: objective)")
+    ax.set_title("SLO verdicts per phase (o met, X breached, ◆ inconclusive)", fontsize=10, loc="left", pad=8)
+    _legend(ax)
+    return to_base64(fig)
+
+
 def _empty(fig: Figure, ax: Axes, message: str) -> str:
     ax.text(0.5, 0.5, message, transform=ax.transAxes, ha="center", va="center", fontsize=10, color="#b22222")
     return to_base64(fig)
 
 
 FIGURES = (
+    ("verdicts", "SLO verdicts and their intervals", verdict_intervals),
     ("throughput", "Throughput", throughput),
     ("errors", "Error ratio", error_ratio),
     ("latency", "Latency", latency),
