@@ -411,10 +411,10 @@ class ShopUser(FastHttpUser):
         key = f"load-{uuid.uuid4().hex}"
         body = {"card": {"number": SUCCESS_CARD, "expiry": card_expiry(), "cvc": "123"}}
 
-        def is_completed_order(b: Any) -> str | None:
+        def is_paid_order(b: Any) -> str | None:
             if not isinstance(b, dict) or not isinstance(b.get("id"), str):
                 return "body is not an order"
-            if b.get("status") != "completed":
+            if b.get("status") != "paid":
                 return f"order status {b.get('status')!r}"
             if b.get("idempotency_key") != key:
                 return "order has another idempotency key"
@@ -429,7 +429,7 @@ class ShopUser(FastHttpUser):
                 headers={"Idempotency-Key": key},
                 # 200 is a replay of an earlier attempt that completed (only possible on a retry)
                 expect=(201, 200) if attempt else (201,),
-                check=is_completed_order,
+                check=is_paid_order,
             )
             if order is not None:
                 self.cart_ids = set()

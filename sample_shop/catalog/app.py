@@ -18,6 +18,7 @@ from sqlalchemy import func, insert, or_, select, update
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 
+from sample_shop.catalog import admin
 from sample_shop.catalog.models import metadata, products, reservation_items, reservations
 from sample_shop.catalog.seed import seed_products
 from sample_shop.kit.app import ServiceApp, ServiceContext, create_service_app, get_context
@@ -330,7 +331,7 @@ async def seed(ctx: ServiceContext) -> None:
 def create_app(config: ServiceConfig | None = None) -> ServiceApp:
     return create_service_app(
         "catalog",
-        [router],
+        [router, admin.create_routes(product_dict)],
         config=config,
         metadata=metadata,
         on_startup=seed,

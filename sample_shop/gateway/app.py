@@ -322,9 +322,11 @@ async def cart_recommendations(ctx: Ctx, user: User, limit: Limit = 4) -> JSONRe
 
 
 def create_app(config: ServiceConfig | None = None) -> ServiceApp:
+    from sample_shop.gateway import manage_api  # it builds on this module's helpers, so it is imported last
+
     app = create_service_app(
         "gateway",
-        [pages.router, router],
+        [pages.router, router, manage_api.router],
         config=config,
         description="The sample shop's public API. See docs/shop.md.",
     )

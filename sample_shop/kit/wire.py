@@ -78,3 +78,63 @@ class Card(BaseModel):
 class CheckoutRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
     card: Card
+
+
+def _not_blank(value: str | None) -> str | None:
+    if value is not None and not value.strip():
+        raise ValueError("must not be blank")
+    return None if value is None else value.strip()
+
+
+class ProfileEdit(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str = Field(min_length=1, max_length=100, examples=["Ada King"])
+
+    @field_validator("name")
+    @classmethod
+    def not_blank(cls, value: str) -> str | None:
+        return _not_blank(value)
+
+
+class PasswordChange(BaseModel):
+    """Lengths are loose on purpose: users answers a weak new password with its own `weak_password` code."""
+
+    model_config = ConfigDict(extra="forbid")
+    old_password: str = Field(min_length=1, max_length=128)
+    new_password: str = Field(min_length=1, max_length=1024)
+
+
+MAX_PRICE_CENTS = 100_000_000
+MAX_STOCK = 1_000_000_000
+
+
+class NewProduct(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str = Field(min_length=1, max_length=200)
+    category: str = Field(min_length=1, max_length=50, pattern=r"^[a-z0-9-]+$")
+    price_cents: int = Field(ge=1, le=MAX_PRICE_CENTS)
+    stock: int = Field(ge=0, le=MAX_STOCK)
+    description: str = Field(default="", max_length=2000)
+
+    @field_validator("name")
+    @classmethod
+    def not_blank(cls, value: str) -> str | None:
+        return _not_blank(value)
+
+
+class ProductEdit(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str | None = Field(default=None, min_length=1, max_length=200)
+    description: str | None = Field(default=None, max_length=2000)
+    price_cents: int | None = Field(default=None, ge=1, le=MAX_PRICE_CENTS)
+    stock: int | None = Field(default=None, ge=0, le=MAX_STOCK)
+
+    @field_validator("name")
+    @classmethod
+    def not_blank(cls, value: str | None) -> str | None:
+        return _not_blank(value)
+
+
+class StatusChange(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    status: str = Field(min_length=1, max_length=16, examples=["shipped"])

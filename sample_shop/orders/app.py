@@ -2,7 +2,7 @@
 
 Checkout (docs/shop.md, "Checkout semantics"): claim the Idempotency-Key (unique per user) as a `pending`
 order, take the order's lease, snapshot the cart, reserve stock (reservation id `<order>:<attempt>`),
-charge payment (keyed by the order id), clear the cart, mark `completed`. A failing step compensates
+charge payment (keyed by the order id), clear the cart, mark `paid`. A failing step compensates
 (releases the reservation) and records the failure; transient failures leave the order retryable with the
 same key. Every step is idempotent, so a `pending` order left by a killed process is resumed, never
 duplicated; a restarted replica frees the leases of its previous life at start.
@@ -14,7 +14,7 @@ import json
 import logging
 import time
 import uuid
-from datetime import UTC, datetime
+from dataclasses import dataclass
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Query
@@ -35,62 +35,18 @@ from sample_shop.kit.config import ServiceConfig
 from sample_shop.kit.errors import ShopError, UpstreamError
 from sample_shop.kit.http_client import UpstreamResponse
 from sample_shop.kit.wire import CheckoutRequest, IdempotencyKey
+from sample_shop.orders import store
+from sample_shop.orders.lifecycle import FAILED, PAID, PENDING
+from sample_shop.orders.manage import admin_router, shopper_router
 from sample_shop.orders.models import metadata, order_items, orders
+from sample_shop.orders.store import change_status, items_of, load, now_iso, order_dict, record_change
 
 log = logging.getLogger("sample_shop.orders")
 router = APIRouter()
 Ctx = Annotated[ServiceContext, Depends(get_context)]
 User = Annotated[AuthenticatedUser, Depends(require_user)]
 CURRENCY = "EUR"
-FINAL_STATUSES = ("completed", "failed")
-
-
-def _now_iso() -> str:
-    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-def order_dict(row: Any, items: list[Any]) -> dict[str, Any]:
-    failure = None
-    if row.status == "failed" and row.failure_error:
-        failure = {
-            "error": row.failure_error,
-            "message": row.failure_message,
-            "retryable": bool(row.retryable),
-        }
-    return {
-        "id": row.id,
-        "status": row.status,
-        "items": [
-            {
-                "product_id": i.product_id,
-                "name": i.name,
-                "quantity": i.quantity,
-                "unit_price_cents": i.unit_price_cents,
-            }
-            for i in items
-        ],
-        "total_cents": row.total_cents,
-        "currency": row.currency,
-        "charge_id": row.charge_id,
-        "card_last4": row.card_last4,
-        "failure": failure,
-        "idempotency_key": row.idempotency_key,
-        "created_at": row.created_at,
-        "updated_at": row.updated_at,
-    }
-
-
-def _items(conn: Connection, order_id: str) -> list[Any]:
-    return list(
-        conn.execute(
-            select(order_items).where(order_items.c.order_id == order_id).order_by(order_items.c.product_id)
-        ).all()
-    )
-
-
-def _load(conn: Connection, order_id: str) -> tuple[Any, list[Any]]:
-    row = conn.execute(select(orders).where(orders.c.id == order_id)).one()
-    return row, _items(conn, order_id)
+ACTOR = "checkout"  # the actor of the saga's status changes in the order history
 
 
 def _failure_response(row: Any, items: list[Any], replayed: bool) -> JSONResponse:
@@ -109,6 +65,14 @@ def _failure_response(row: Any, items: list[Any], replayed: bool) -> JSONRespons
         status_code=row.failure_status or 500,
         headers=headers,
     )
+
+
+@dataclass(frozen=True)
+class Reservation:
+    """catalog's answer to a reservation: the order's total and each line's current name and price."""
+
+    total_cents: int
+    lines: list[dict[str, Any]]
 
 
 class Saga:
@@ -135,19 +99,19 @@ class Saga:
     async def run(self) -> JSONResponse:
         row, created = await self._claim()
         if not created:
-            if row.status == "completed":
-                items = await self.db.read(lambda c: _items(c, row.id))
+            if row.status == PAID:
+                items = await self.db.read(lambda c: items_of(c, row.id))
                 self.ctx.metrics.count_order("replayed")
                 return JSONResponse(order_dict(row, items), headers={"Idempotent-Replayed": "true"})
-            if row.status == "failed" and not row.retryable:
-                items = await self.db.read(lambda c: _items(c, row.id))
+            if row.status == FAILED and not row.retryable:
+                items = await self.db.read(lambda c: items_of(c, row.id))
                 return _failure_response(row, items, replayed=True)
         acquired, row = await self._acquire_lease(row.id)
         if not acquired:
-            items = await self.db.read(lambda c: _items(c, row.id))
-            if row.status == "completed":
+            items = await self.db.read(lambda c: items_of(c, row.id))
+            if row.status == PAID:
                 return JSONResponse(order_dict(row, items), headers={"Idempotent-Replayed": "true"})
-            if row.status == "failed" and not row.retryable:
+            if row.status == FAILED and not row.retryable:
                 return _failure_response(row, items, replayed=True)
             raise ShopError(
                 409,
@@ -169,14 +133,14 @@ class Saga:
             ).first()
             if row is not None:
                 return row, False
-            now = _now_iso()
+            now = now_iso()
             order_id = str(uuid.uuid4())
             conn.execute(
                 insert(orders).values(
                     id=order_id,
                     user_id=self.user.id,
                     idempotency_key=self.key,
-                    status="pending",
+                    status=PENDING,
                     attempt=1,
                     items_ready=False,
                     currency=CURRENCY,
@@ -185,6 +149,7 @@ class Saga:
                     updated_at=now,
                 )
             )
+            record_change(conn, order_id, None, PENDING, ACTOR)
             return conn.execute(select(orders).where(orders.c.id == order_id)).one(), True
 
         try:
@@ -197,26 +162,29 @@ class Saga:
 
         def work(conn: Connection) -> tuple[bool, Any]:
             now = time.time()
+            before = conn.execute(select(orders.c.status).where(orders.c.id == order_id)).scalar_one()
             taken = conn.execute(
                 update(orders)
                 .where(
                     orders.c.id == order_id,
-                    or_(orders.c.status == "pending", and_(orders.c.status == "failed", orders.c.retryable)),
+                    or_(orders.c.status == PENDING, and_(orders.c.status == FAILED, orders.c.retryable)),
                     or_(orders.c.lease_until.is_(None), orders.c.lease_until < now),
                 )
                 .values(
                     lease_owner=self.owner,
                     lease_until=lease_until,
-                    status="pending",
-                    attempt=case((orders.c.status == "failed", orders.c.attempt + 1), else_=orders.c.attempt),
+                    status=PENDING,
+                    attempt=case((orders.c.status == FAILED, orders.c.attempt + 1), else_=orders.c.attempt),
                     failure_error=None,
                     failure_message=None,
                     failure_status=None,
                     failure_extra=None,
                     retryable=False,
-                    updated_at=_now_iso(),
+                    updated_at=now_iso(),
                 )
             ).rowcount
+            if taken == 1 and before == FAILED:  # a retry with the same key runs the saga again
+                record_change(conn, order_id, FAILED, PENDING, ACTOR)
             return taken == 1, conn.execute(select(orders).where(orders.c.id == order_id)).one()
 
         return await self.db.write(work)
@@ -249,22 +217,21 @@ class Saga:
             await self._release_stock(release)
 
         def work(conn: Connection) -> tuple[Any, list[Any]]:
-            conn.execute(
-                update(orders)
-                .where(orders.c.id == row.id)
-                .values(
-                    status="failed",
-                    failure_error=error,
-                    failure_message=message,
-                    failure_status=status,
-                    failure_extra=json.dumps(extra) if extra else None,
-                    retryable=retryable,
-                    lease_owner=None,
-                    lease_until=None,
-                    updated_at=_now_iso(),
-                )
+            change_status(
+                conn,
+                row.id,
+                PENDING,
+                FAILED,
+                ACTOR,
+                failure_error=error,
+                failure_message=message,
+                failure_status=status,
+                failure_extra=json.dumps(extra) if extra else None,
+                retryable=retryable,
+                lease_owner=None,
+                lease_until=None,
             )
-            return _load(conn, row.id)
+            return load(conn, row.id)
 
         failed, items = await self.db.write(work)
         self.ctx.metrics.count_order(error)
@@ -292,59 +259,74 @@ class Saga:
             log.error("could not release reservation %s: %s", reservation_id, exc)
 
     async def _steps(self, row: Any) -> JSONResponse:
-        order_id = row.id
+        """The saga's steps in order; each returns the failure answer (compensated) or its result."""
         log.info(
             "checkout started",
             extra={
                 "fields": {
                     "event": "checkout_started",
-                    "order_id": order_id,
+                    "order_id": row.id,
                     "attempt": row.attempt,
                     "user_id": self.user.id,
                 }
             },
         )
-        # 1. snapshot the cart (once per order)
         if not row.items_ready:
-            try:
-                cart = await self.client.request("cart", "GET", "/cart", token=self.user.token, route="/cart")
-            except UpstreamError as exc:
-                return await self._fail(row, 503, "dependency_unavailable", f"cart: {exc}", retryable=True)
-            if not cart.ok:
-                return await self._fail(
-                    row, 503, "dependency_unavailable", f"cart answered HTTP {cart.status}", retryable=True
-                )
-            lines = (cart.json() or {}).get("items", [])
-            if not lines:
-                return await self._fail(
-                    row,
-                    409,
-                    "cart_empty",
-                    "the cart is empty; add products first (POST /api/cart/items)",
-                    retryable=False,
-                )
+            failed = await self._snapshot_cart(row)
+            if failed is not None:
+                return failed
+        items = await self.db.read(lambda c: items_of(c, row.id))
+        reservation_id = f"{row.id}:{row.attempt}"
+        reserved = await self._reserve(row, items, reservation_id)
+        if isinstance(reserved, JSONResponse):
+            return reserved
+        charge = await self._charge(row, reserved, reservation_id)
+        if isinstance(charge, JSONResponse):
+            return charge
+        await self._clear_cart(row.id)
+        return await self._complete(row.id, charge, reserved)
 
-            def snapshot(conn: Connection) -> None:
-                conn.execute(
-                    insert(order_items),
-                    [
-                        {
-                            "order_id": order_id,
-                            "product_id": line["product_id"],
-                            "name": line["name"],
-                            "quantity": line["quantity"],
-                            "unit_price_cents": line["unit_price_cents"],
-                        }
-                        for line in lines
-                    ],
-                )
-                conn.execute(update(orders).where(orders.c.id == order_id).values(items_ready=True))
+    async def _snapshot_cart(self, row: Any) -> JSONResponse | None:
+        """Step 1: copy the cart into the order's lines (once per order); None when done."""
+        try:
+            cart = await self.client.request("cart", "GET", "/cart", token=self.user.token, route="/cart")
+        except UpstreamError as exc:
+            return await self._fail(row, 503, "dependency_unavailable", f"cart: {exc}", retryable=True)
+        if not cart.ok:
+            return await self._fail(
+                row, 503, "dependency_unavailable", f"cart answered HTTP {cart.status}", retryable=True
+            )
+        lines = (cart.json() or {}).get("items", [])
+        if not lines:
+            return await self._fail(
+                row,
+                409,
+                "cart_empty",
+                "the cart is empty; add products first (POST /api/cart/items)",
+                retryable=False,
+            )
 
-            await self.db.write(snapshot)
-        items = await self.db.read(lambda c: _items(c, order_id))
+        def snapshot(conn: Connection) -> None:
+            conn.execute(
+                insert(order_items),
+                [
+                    {
+                        "order_id": row.id,
+                        "product_id": line["product_id"],
+                        "name": line["name"],
+                        "quantity": line["quantity"],
+                        "unit_price_cents": line["unit_price_cents"],
+                    }
+                    for line in lines
+                ],
+            )
+            conn.execute(update(orders).where(orders.c.id == row.id).values(items_ready=True))
 
-        # 2. reserve stock (idempotent per attempt)
-        reservation_id = f"{order_id}:{row.attempt}"
+        await self.db.write(snapshot)
+        return None
+
+    async def _reserve(self, row: Any, items: list[Any], reservation_id: str) -> JSONResponse | Reservation:
+        """Step 2: reserve the stock (idempotent per attempt) and take catalog's prices."""
         try:
             reserved = await self.client.request(
                 "catalog",
@@ -354,7 +336,7 @@ class Saga:
                 route="/reservations",
                 json_body={
                     "reservation_id": reservation_id,
-                    "order_id": order_id,
+                    "order_id": row.id,
                     "items": [{"product_id": i.product_id, "quantity": i.quantity} for i in items],
                 },
             )
@@ -364,31 +346,37 @@ class Saga:
             )
         if not reserved.ok:
             return await self._reserve_failed(row, reserved, reservation_id)
-        reservation = reserved.json()
-        total = int(reservation["total_cents"])
+        body = reserved.json()
+        reservation = Reservation(total_cents=int(body["total_cents"]), lines=body["items"])
 
         def price(conn: Connection) -> None:
-            for line in reservation["items"]:
+            for line in reservation.lines:
                 conn.execute(
                     update(order_items)
-                    .where(order_items.c.order_id == order_id, order_items.c.product_id == line["product_id"])
+                    .where(order_items.c.order_id == row.id, order_items.c.product_id == line["product_id"])
                     .values(unit_price_cents=line["unit_price_cents"], name=line["name"])
                 )
-            conn.execute(update(orders).where(orders.c.id == order_id).values(total_cents=total))
+            conn.execute(
+                update(orders).where(orders.c.id == row.id).values(total_cents=reservation.total_cents)
+            )
 
         await self.db.write(price)
+        return reservation
 
-        # 3. charge (idempotent per order id)
+    async def _charge(
+        self, row: Any, reservation: Reservation, reservation_id: str
+    ) -> JSONResponse | dict[str, Any]:
+        """Step 3: charge the card (idempotent per order id); the charge, or the compensated failure."""
         try:
             charged = await self.client.request(
                 "payment",
                 "POST",
                 "/charges",
-                idempotency_key=order_id,
+                idempotency_key=row.id,
                 route="/charges",
                 json_body={
-                    "order_id": order_id,
-                    "amount_cents": total,
+                    "order_id": row.id,
+                    "amount_cents": reservation.total_cents,
                     "currency": CURRENCY,
                     "card": self.card.model_dump(),
                 },
@@ -399,9 +387,11 @@ class Saga:
             )
         if not charged.ok:
             return await self._charge_failed(row, charged, reservation_id)
-        charge = charged.json()
+        charge: dict[str, Any] = charged.json()
+        return charge
 
-        # 4. clear the cart; a failure here leaves a stale cart, not a wrong order
+    async def _clear_cart(self, order_id: str) -> None:
+        """Step 4: empty the cart; a failure here leaves a stale cart, not a wrong order."""
         try:
             cleared = await self.client.request(
                 "cart", "DELETE", "/cart", token=self.user.token, route="/cart"
@@ -411,32 +401,35 @@ class Saga:
         except UpstreamError as exc:
             log.warning("paid order %s: could not clear the cart: %s", order_id, exc)
 
-        # 5. complete
+    async def _complete(
+        self, order_id: str, charge: dict[str, Any], reservation: Reservation
+    ) -> JSONResponse:
+        """Step 5: the order is paid (and its history says so)."""
+
         def complete(conn: Connection) -> tuple[Any, list[Any]]:
-            conn.execute(
-                update(orders)
-                .where(orders.c.id == order_id)
-                .values(
-                    status="completed",
-                    charge_id=charge["charge_id"],
-                    card_last4=charge["card_last4"],
-                    total_cents=total,
-                    lease_owner=None,
-                    lease_until=None,
-                    updated_at=_now_iso(),
-                )
+            change_status(
+                conn,
+                order_id,
+                PENDING,
+                PAID,
+                ACTOR,
+                charge_id=charge["charge_id"],
+                card_last4=charge["card_last4"],
+                total_cents=reservation.total_cents,
+                lease_owner=None,
+                lease_until=None,
             )
-            return _load(conn, order_id)
+            return load(conn, order_id)
 
         done, done_items = await self.db.write(complete)
         self.ctx.metrics.count_order("completed")
         log.info(
-            "order completed",
+            "order paid",
             extra={
                 "fields": {
                     "event": "order_completed",
                     "order_id": order_id,
-                    "total_cents": total,
+                    "total_cents": reservation.total_cents,
                     "charge_id": charge["charge_id"],
                 }
             },
@@ -543,35 +536,18 @@ async def list_orders(
             .limit(limit)
             .offset(offset)
         ).all()
-        lines: dict[str, list[Any]] = {r.id: [] for r in rows}
-        if rows:
-            for item in conn.execute(
-                select(order_items)
-                .where(order_items.c.order_id.in_(list(lines)))
-                .order_by(order_items.c.product_id)
-            ).all():
-                lines[item.order_id].append(item)
-        return {
-            "items": [order_dict(r, lines[r.id]) for r in rows],
-            "total": total,
-            "limit": limit,
-            "offset": offset,
-        }
+        return {"items": store.page(conn, rows), "total": total, "limit": limit, "offset": offset}
 
     assert ctx.db is not None
     return JSONResponse(await ctx.db.read(work))
 
 
-@router.get("/orders/{order_id}", summary="one of the user's orders")
+@router.get("/orders/{order_id}", summary="one of the user's orders, with its history")
 async def get_order(
     ctx: Ctx, user: User, order_id: Annotated[str, Path(min_length=1, max_length=64)]
 ) -> JSONResponse:
-    def work(conn: Connection) -> dict[str, Any] | None:
-        row = conn.execute(select(orders).where(orders.c.id == order_id, orders.c.user_id == user.id)).first()
-        return None if row is None else order_dict(row, _items(conn, order_id))
-
     assert ctx.db is not None
-    found = await ctx.db.read(work)
+    found = await ctx.db.read(lambda conn: store.detail(conn, order_id, user.id))
     if found is None:
         raise ShopError(404, "not_found", f"order {order_id} does not exist for this user")
     return JSONResponse(found)
@@ -601,9 +577,9 @@ async def free_stale_leases(ctx: ServiceContext) -> None:
 def create_app(config: ServiceConfig | None = None) -> ServiceApp:
     return create_service_app(
         "orders",
-        [router],
+        [router, shopper_router, admin_router],
         config=config,
         metadata=metadata,
         on_startup=free_stale_leases,
-        description="Idempotent checkout saga and order history.",
+        description="Idempotent checkout saga, order history and lifecycle, cancellation, admin.",
     )

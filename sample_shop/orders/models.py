@@ -23,7 +23,7 @@ orders = Table(
     Column("id", String(36), primary_key=True),
     Column("user_id", Integer, nullable=False),
     Column("idempotency_key", String(100), nullable=False),
-    Column("status", String(16), nullable=False),  # pending | completed | failed
+    Column("status", String(16), nullable=False),  # sample_shop/orders/lifecycle.py STATUSES
     Column("attempt", Integer, nullable=False),  # bumped when a transiently failed order is run again
     Column("items_ready", Boolean, nullable=False),  # the cart was snapshotted into order_items
     Column("total_cents", Integer),
@@ -50,4 +50,28 @@ order_items = Table(
     Column("name", String(200), nullable=False),
     Column("quantity", Integer, nullable=False),
     Column("unit_price_cents", Integer, nullable=False),
+)
+
+# Every status change of an order, in order (exposed as the order's `history`). Written in the same
+# transaction as the change itself, like the outbox event of the change (sample_shop/orders/outbox.py).
+order_events = Table(
+    "order_events",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("order_id", String(36), ForeignKey("orders.id"), nullable=False, index=True),
+    Column("from_status", String(16)),  # None for the order's creation
+    Column("to_status", String(16), nullable=False),
+    Column("at", String(32), nullable=False),
+    Column("actor", String(64), nullable=False),  # checkout | shopper:<id> | admin:<id>
+)
+
+# The refund of a cancelled order: written once payment has refunded it and catalog has taken the stock
+# back, so a cancelled order without a row here is finished by the next cancel call (idempotent).
+order_refunds = Table(
+    "order_refunds",
+    metadata,
+    Column("order_id", String(36), ForeignKey("orders.id"), primary_key=True),
+    Column("refund_id", String(64), nullable=False),
+    Column("amount_cents", Integer, nullable=False),
+    Column("at", String(32), nullable=False),
 )

@@ -42,6 +42,17 @@ class ChargeRequest(BaseModel):
     card: Card
 
 
+class RefundRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    order_id: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._:-]+$")
+    charge_id: str = Field(min_length=1, max_length=64)
+    amount_cents: int = Field(ge=1, le=1_000_000_000)
+
+
+def charge_id_of(order_id: str) -> str:
+    return "ch_" + hashlib.sha256(order_id.encode()).hexdigest()[:24]
+
+
 class Latency:
     def __init__(self, median_ms: float, sigma: float, rng: random.Random) -> None:
         self.mu = math.log(median_ms / 1000.0)
@@ -86,7 +97,7 @@ async def charge(ctx: Ctx, body: ChargeRequest) -> JSONResponse:
         ctx.metrics.count_payment("replayed")
         return JSONResponse({**previous, "replayed": True}, status_code=200)
     result = {
-        "charge_id": "ch_" + hashlib.sha256(body.order_id.encode()).hexdigest()[:24],
+        "charge_id": charge_id_of(body.order_id),
         "status": "succeeded",
         "order_id": body.order_id,
         "amount_cents": body.amount_cents,
@@ -108,6 +119,40 @@ async def charge(ctx: Ctx, body: ChargeRequest) -> JSONResponse:
         },
     )
     return JSONResponse(result, status_code=201)
+
+
+@router.post(
+    "/refunds", status_code=201, summary="refund an order's charge in full (idempotent per order id)"
+)
+async def refund(ctx: Ctx, body: RefundRequest) -> JSONResponse:
+    # Stateless like the charges: the refund id follows from the order id, so a repeat returns the same one.
+    latency: Latency = ctx.state["latency"]
+    await asyncio.sleep(latency.sample_s())
+    if body.charge_id != charge_id_of(body.order_id):
+        raise ShopError(
+            404, "charge_not_found", f"charge {body.charge_id} is not the charge of order {body.order_id}"
+        )
+    ctx.metrics.count_payment("refunded")
+    log.info(
+        "charge refunded",
+        extra={
+            "fields": {
+                "event": "charge_refunded",
+                "order_id": body.order_id,
+                "amount_cents": body.amount_cents,
+            }
+        },
+    )
+    return JSONResponse(
+        {
+            "refund_id": "re_" + hashlib.sha256(body.order_id.encode()).hexdigest()[:24],
+            "status": "succeeded",
+            "order_id": body.order_id,
+            "charge_id": body.charge_id,
+            "amount_cents": body.amount_cents,
+        },
+        status_code=201,
+    )
 
 
 def create_app(config: ServiceConfig | None = None) -> ServiceApp:

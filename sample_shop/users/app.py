@@ -29,6 +29,7 @@ from sample_shop.kit.auth import issue_token
 from sample_shop.kit.config import ServiceConfig
 from sample_shop.kit.errors import ShopError
 from sample_shop.kit.wire import Credentials, Registration
+from sample_shop.users import account
 
 log = logging.getLogger("sample_shop.users")
 router = APIRouter()
@@ -47,6 +48,7 @@ users = Table(
     Column("iterations", Integer, nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False),
 )
+roles = account.roles_table(metadata)
 
 
 def hash_password(password: str, salt: bytes, iterations: int) -> str:
@@ -97,21 +99,29 @@ async def login(ctx: Ctx, body: Credentials) -> JSONResponse:
         if row is None:
             return None
         candidate = hash_password(body.password, bytes.fromhex(row.salt), row.iterations)
-        return row if hmac.compare_digest(candidate, row.password_hash) else None
+        if not hmac.compare_digest(candidate, row.password_hash):
+            return None
+        return row, account.role_of(conn, roles, row.id)
 
     assert ctx.db is not None
-    row = await ctx.db.read(work)
-    if row is None:
+    found = await ctx.db.read(work)
+    if found is None:
         raise ShopError(
             401,
             "invalid_credentials",
             "unknown email or wrong password",
             headers={"WWW-Authenticate": "Bearer"},
         )
+    row, role = found
     ttl = ctx.config.jwt_ttl_s
-    token = issue_token(row.id, row.email, ctx.config.jwt_secret, ttl)
+    token = issue_token(row.id, row.email, ctx.config.jwt_secret, ttl, role=role)
     return JSONResponse(
-        {"access_token": token, "token_type": "bearer", "expires_in": ttl, "user": user_dict(row)}
+        {
+            "access_token": token,
+            "token_type": "bearer",
+            "expires_in": ttl,
+            "user": {**user_dict(row), "role": role},
+        }
     )
 
 
@@ -121,14 +131,17 @@ async def me(ctx: Ctx, user: User) -> JSONResponse:
     row = await ctx.db.read(lambda conn: conn.execute(select(users).where(users.c.id == user.id)).first())
     if row is None:
         raise ShopError(404, "not_found", f"user {user.id} no longer exists; register again")
-    return JSONResponse(user_dict(row))
+    return JSONResponse({**user_dict(row), "role": user.claims.role})
 
 
 def create_app(config: ServiceConfig | None = None) -> ServiceApp:
     return create_service_app(
         "users",
-        [router],
+        [router, account.install(users, roles, hash_password, user_dict)],
         config=config,
         metadata=metadata,
-        description="Registration, login (HS256 JWT) and profile.",
+        on_startup=account.bootstrap_admin(
+            users, roles, hash_password, account.configured_admin_password(os.environ)
+        ),
+        description="Registration, login (HS256 JWT), profile, roles and the first admin.",
     )

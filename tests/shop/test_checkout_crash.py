@@ -64,8 +64,8 @@ def test_killed_orders_mid_checkout_then_retry_yields_exactly_one_order(
     shop.wait_ready("orders", 0)
     retry = customer.checkout(key)
     assert retry.status_code in (200, 201), retry.text
-    assert retry.json()["id"] == order_id and retry.json()["status"] == "completed"
-    assert order_rows(shop, key) == [(order_id, "completed", retry.json()["total_cents"])]
+    assert retry.json()["id"] == order_id and retry.json()["status"] == "paid"
+    assert order_rows(shop, key) == [(order_id, "paid", retry.json()["total_cents"])]
     assert stock_of(shop, product_id) == stock_before - quantity  # taken exactly once
     assert customer.http.get("/api/orders").json()["total"] == 1
     again = customer.checkout(key)

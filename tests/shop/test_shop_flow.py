@@ -52,7 +52,7 @@ def test_journey_register_login_browse_cart_checkout(shop: ShopProcesses, custom
     )
     assert response.status_code == 201, response.text
     order = response.json()
-    assert order["status"] == "completed" and order["card_last4"] == "4242"
+    assert order["status"] == "paid" and order["card_last4"] == "4242"
     assert order["total_cents"] == sum(i["quantity"] * i["unit_price_cents"] for i in order["items"])
     assert stock_of(shop, 3) == stock_before - 2
     assert http.get("/api/cart").json()["items"] == []
@@ -61,7 +61,7 @@ def test_journey_register_login_browse_cart_checkout(shop: ShopProcesses, custom
 
     with orders_db(shop) as db:  # persisted exactly once
         rows = db.execute("SELECT id, status FROM orders WHERE idempotency_key = ?", (key,)).fetchall()
-    assert rows == [(order["id"], "completed")]
+    assert rows == [(order["id"], "paid")]
 
     # one trace across gateway -> orders -> cart/catalog/payment, parented hop by hop
     services = {"gateway", "orders", "payment", "catalog", "cart"}
