@@ -24,7 +24,7 @@ need = command -v $(1) >/dev/null 2>&1 || { echo "error: $(1) is not installed; 
 
 .DEFAULT_GOAL := help
 .PHONY: help setup up down status test lint load experiment slo-check slo-rules notebooks bench \
-        bench-smoke cluster images deploy kind-load cluster-down clean
+        bench-smoke traces-ui cluster images deploy kind-load cluster-down clean
 
 help: ## show this help
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -71,6 +71,9 @@ slo-rules: ## regenerate and check the Prometheus rules from slo/*.yaml
 
 notebooks: ## execute every notebook headless against runs/latest
 	$(BIN)/python -m notebooks.execute
+
+traces-ui: ## traces in a real UI here: Phoenix (installed once into ~/.cache), the stack sending to it, one checkout
+	$(BIN)/python -m testbed.tracesui
 
 bench: ## run the benchmarks and rewrite bench/RESULTS.md
 	$(BIN)/python -m bench

@@ -277,7 +277,8 @@ class StackDescriptor:
     grafana_url: str | None = None
     load_metrics_port: int = LOAD_METRICS_PORT
     state_dir: str = ""
-    traces_dir: str | None = None  # OTLP-JSON lines, when no Jaeger/collector receives them
+    traces_dir: str | None = None  # OTLP-JSON lines (kept besides a user's --otlp-endpoint unless told not)
+    otlp_endpoint: str | None = None  # `testbed up --otlp-endpoint`: every service also sends traces there
     logs_dir: str | None = None  # JSON log lines of every process
     kubernetes_context: str | None = None
     kubernetes_namespace: str | None = None

@@ -138,6 +138,7 @@ def create_service_app(
             sample_ratio=config.trace_sample_ratio,
             traces_file=config.traces_file,
             otlp_endpoint=config.otlp_endpoint,
+            trace_files=config.trace_files,
         )
         trace.set_tracer_provider(provider)
         ctx.tracer = provider.get_tracer(SCOPE_NAME)

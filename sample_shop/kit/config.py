@@ -123,6 +123,7 @@ class ServiceConfig:
     telemetry: bool
     trace_sample_ratio: float
     otlp_endpoint: str | None
+    trace_files: bool  # write OTLP-JSON lines to traces_file too (besides or instead of the OTLP endpoint)
     client_policy: ClientPolicy
     log_level: str
     access_log: str  # errors (5xx and slow requests) | all | off
@@ -216,6 +217,8 @@ def load_service_config(service: str, env: Env | None = None) -> ServiceConfig:
             env, "SHOP_TRACE_SAMPLE_RATIO", DEFAULT_TRACE_SAMPLE_RATIO, 0.0, 1.0
         ),
         otlp_endpoint=otlp,
+        # without an OTLP endpoint the file is the only place spans go, so it cannot be switched off
+        trace_files=read_env_switch(env, "SHOP_TRACE_FILES", True) or not otlp,
         client_policy=client_policy,
         log_level=read_env_choice(env, "SHOP_LOG_LEVEL", "info", LOG_LEVELS),
         access_log=read_env_choice(env, "SHOP_ACCESS_LOG", "errors", ACCESS_LOG_MODES),

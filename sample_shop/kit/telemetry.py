@@ -152,25 +152,35 @@ class OtlpJsonFileExporter(SpanExporter):
 
 
 def create_tracer_provider(
-    service: str, replica: int, *, sample_ratio: float, traces_file: Path, otlp_endpoint: str | None
+    service: str,
+    replica: int,
+    *,
+    sample_ratio: float,
+    traces_file: Path,
+    otlp_endpoint: str | None,
+    trace_files: bool = False,
 ) -> TracerProvider:
+    """Spans go to the OTLP/HTTP endpoint when one is set (the standard protobuf exporter: Jaeger, Tempo,
+    Phoenix and the vendors take it), and to `traces_file` as OTLP-JSON lines when there is no endpoint or
+    `trace_files` asks for both (a run folder then still holds its traces)."""
     resource = Resource.create(
         {"service.name": service, "service.instance.id": f"{service}-{replica}", "service.namespace": "shop"}
     )
     provider = TracerProvider(resource=resource, sampler=ParentBased(TraceIdRatioBased(sample_ratio)))
-    exporter: SpanExporter
+    exporters: list[SpanExporter] = []
     if otlp_endpoint:
         # Imported only when used: the protobuf exporter costs memory every idle replica would pay.
         from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 
-        exporter = OTLPSpanExporter()  # reads OTEL_EXPORTER_OTLP_ENDPOINT and appends /v1/traces
-    else:
-        exporter = OtlpJsonFileExporter(traces_file)
-    provider.add_span_processor(
-        BatchSpanProcessor(
-            exporter, max_queue_size=8192, schedule_delay_millis=500, max_export_batch_size=512
+        exporters.append(OTLPSpanExporter())  # reads OTEL_EXPORTER_OTLP_ENDPOINT and appends /v1/traces
+    if trace_files or not otlp_endpoint:
+        exporters.append(OtlpJsonFileExporter(traces_file))
+    for exporter in exporters:
+        provider.add_span_processor(
+            BatchSpanProcessor(
+                exporter, max_queue_size=8192, schedule_delay_millis=500, max_export_batch_size=512
+            )
         )
-    )
     return provider
 
 

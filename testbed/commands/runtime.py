@@ -42,7 +42,11 @@ def _console(stderr: bool = False) -> Console:
 
 
 def _check_same_stack(
-    target: LocalTarget, replicas: str | None, resilience: str | None, telemetry: str | None
+    target: LocalTarget,
+    replicas: str | None,
+    resilience: str | None,
+    telemetry: str | None,
+    otlp_endpoint: str | None = None,
 ) -> None:
     """`up` on a running stack: fine unless the user explicitly asked for something else."""
     running = target.running_options()
@@ -56,6 +60,8 @@ def _check_same_stack(
         differences.append(f"resilience {running.resilience}")
     if wanted.telemetry != running.telemetry:
         differences.append(f"telemetry {running.telemetry}")
+    if otlp_endpoint is not None and otlp_endpoint.rstrip("/") != running.otlp_endpoint:
+        differences.append(f"OTLP endpoint {running.otlp_endpoint or 'none'}")
     if differences:  # a bad request, not a stack that could not come up: exit 2
         raise InputError(
             f"a stack is already up in {target.layout.root} with other options ({', '.join(differences)}); "
@@ -128,6 +134,8 @@ def _print_stack(descriptor: StackDescriptor, notes: list[str], console: Console
     rows.append(("logs", descriptor.logs_dir or ""))
     if descriptor.traces_dir:
         rows.append(("traces", descriptor.traces_dir))
+    if descriptor.otlp_endpoint:
+        rows.append(("traces (OTLP)", f"{descriptor.otlp_endpoint}/v1/traces"))
     for label, value in rows:
         console.print(f"  {label:<15} {value}", highlight=False)
     for note in notes:
@@ -152,6 +160,19 @@ def up(
     extras: bool = typer.Option(
         True, "--extras/--no-extras", help="Start Jaeger, Loki and Grafana when their binaries are on PATH."
     ),
+    otlp_endpoint: str = typer.Option(
+        None,
+        "--otlp-endpoint",
+        metavar="URL",
+        help="Also send every service's traces to this OTLP/HTTP endpoint (protobuf, the standard "
+        "exporter; e.g. http://127.0.0.1:6006 for Phoenix, `make traces-ui`). /v1/traces is appended.",
+    ),
+    trace_files: bool = typer.Option(
+        True,
+        "--trace-files/--no-trace-files",
+        help="Keep writing the OTLP-JSON trace files the run folders collect (--no-trace-files: only to "
+        "--otlp-endpoint; runs then hold no traces).",
+    ),
     as_json: bool = typer.Option(
         False, "--json", help="Print one JSON object (the stack descriptor) on stdout."
     ),
@@ -172,7 +193,19 @@ def up(
                 f"--replicas: the {target.name} target cannot change replicas; on kind they come from "
                 "deploy/components/high-availability (`make deploy`)"
             )
-        options = make_options(replicas, resilience or "resilient", telemetry or "on", timeout, extras)
+        if otlp_endpoint is not None and not isinstance(target, LocalTarget):
+            raise InputError(
+                f"--otlp-endpoint: the {target.name} target sends traces to its own collector (deploy/)"
+            )
+        options = make_options(
+            replicas,
+            resilience or "resilient",
+            telemetry or "on",
+            timeout,
+            extras,
+            otlp_endpoint,
+            trace_files,
+        )
     except InputError as exc:
         errors.print(f"[red]error:[/red] {exc}", highlight=False)
         raise typer.Exit(EXIT_USAGE) from None
@@ -180,7 +213,7 @@ def up(
     started = time.monotonic()
     try:
         if already and isinstance(target, LocalTarget):
-            _check_same_stack(target, replicas, resilience, telemetry)
+            _check_same_stack(target, replicas, resilience, telemetry, otlp_endpoint)
             descriptor = target.descriptor()
         else:
             with _ProgressView(errors) as view:

@@ -48,6 +48,8 @@ class UpOptions:
     telemetry: Telemetry = "on"
     timeout_s: float = 60.0
     extras: bool = True  # start Jaeger/Loki/Grafana when their binaries are on PATH
+    otlp_endpoint: str | None = None  # every service also sends its traces there (OTLP/HTTP protobuf)
+    trace_files: bool = True  # keep writing OTLP-JSON trace files for the run folders (off: endpoint only)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -26,6 +26,7 @@ def service_env(
     layout: StateLayout,
     jwt_secret: str,
     otlp_endpoint: str | None,
+    trace_files: bool = True,
 ) -> dict[str, str]:
     """Environment of `python -m sample_shop.<service>` replica `replica`. Users may still tune what the
     contract leaves to them (SHOP_CLIENT_*, SHOP_LOG_LEVEL, SHOP_TRACE_SAMPLE_RATIO, SHOP_JWT_TTL_S)."""
@@ -54,4 +55,6 @@ def service_env(
         env[f"SHOP_UPSTREAM_{name.upper()}"] = upstream_urls(name, options.replicas, ports)
     if otlp_endpoint:
         env["OTEL_EXPORTER_OTLP_ENDPOINT"] = otlp_endpoint
+    # the trace files feed the run folders; with an OTLP endpoint they are kept unless asked otherwise
+    env["SHOP_TRACE_FILES"] = "on" if trace_files or not otlp_endpoint else "off"
     return env

@@ -52,7 +52,8 @@ def find_extras(path: str | None = None) -> dict[str, str]:
 def absent_notes(missing: list[str], layout: StateLayout) -> dict[str, str]:
     """What happens to each missing extra's data, for `up` to tell the user."""
     notes = {
-        "jaeger": f"traces are written as OTLP-JSON lines to {layout.traces_dir}/<service>-<replica>.jsonl",
+        "jaeger": f"traces are written as OTLP-JSON lines to {layout.traces_dir}/<service>-<replica>.jsonl "
+        "(a trace UI here: `make traces-ui`)",
         "loki": f"logs stay as JSON lines in {layout.logs_dir}/<service>-<replica>.log",
         "grafana": f"dashboards in {DASHBOARDS_DIR} are not served; use the Prometheus UI "
         "or import them into any Grafana",

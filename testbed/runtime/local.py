@@ -44,11 +44,13 @@ UP_LOCK_MARGIN_S = 10.0  # a second `up` waits for the first one's whole start a
 
 def same_stack(a: UpOptions, b: UpOptions) -> bool:
     """Two `up` requests describe the same stack (the timeout is not part of it)."""
-    return (a.replicas, a.resilience, a.telemetry, a.extras) == (
+    return (a.replicas, a.resilience, a.telemetry, a.extras, a.otlp_endpoint, a.trace_files) == (
         b.replicas,
         b.resilience,
         b.telemetry,
         b.extras,
+        b.otlp_endpoint,
+        b.trace_files,
     )
 
 
@@ -220,6 +222,10 @@ class LocalTarget:
             command += ["--replicas", replicas]
         if not options.extras:
             command.append("--no-extras")
+        if options.otlp_endpoint:
+            command += ["--otlp-endpoint", options.otlp_endpoint]
+        if not options.trace_files:
+            command.append("--no-trace-files")
         if self.exit_with_pid:
             command += ["--exit-with-pid", str(self.exit_with_pid)]
         with self.layout.supervisor_log.open("ab") as log_file:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from urllib.parse import urlsplit
+
 from sample_shop.topology import MAX_REPLICAS, SERVICE_NAMES
 from testbed.runtime.base import RESILIENCE_PROFILES, TELEMETRY_MODES, InputError, UpOptions
 
@@ -49,6 +51,8 @@ def make_options(
     telemetry: str = "on",
     timeout_s: float = 60.0,
     extras: bool = True,
+    otlp_endpoint: str | None = None,
+    trace_files: bool = True,
 ) -> UpOptions:
     if resilience not in RESILIENCE_PROFILES:
         raise InputError(
@@ -60,13 +64,35 @@ def make_options(
         )
     if not 1 <= timeout_s <= 3600:
         raise InputError(f"--timeout {timeout_s:g} is out of range; give seconds from 1 to 3600")
+    if otlp_endpoint is not None:
+        otlp_endpoint = parse_otlp_endpoint(otlp_endpoint)
+    elif not trace_files:
+        raise InputError("--no-trace-files needs --otlp-endpoint URL: traces would go nowhere")
     return UpOptions(
         replicas=parse_replicas(replicas),
         resilience=resilience,  # type: ignore[arg-type]
         telemetry=telemetry,  # type: ignore[arg-type]
         timeout_s=float(timeout_s),
         extras=extras,
+        otlp_endpoint=otlp_endpoint,
+        trace_files=trace_files,
     )
+
+
+def parse_otlp_endpoint(text: str) -> str:
+    """An OTLP/HTTP base URL (`http://127.0.0.1:4318`; the exporter appends /v1/traces), without a
+    trailing slash."""
+    parsed = urlsplit(text.strip())
+    hint = "give the OTLP/HTTP base URL, e.g. --otlp-endpoint http://127.0.0.1:4318 (/v1/traces is appended)"
+    if parsed.scheme not in ("http", "https") or not parsed.hostname:
+        raise InputError(f"--otlp-endpoint {text!r} is not an http(s) URL; {hint}")
+    try:
+        parsed.port  # noqa: B018 - raises on a port that is not a number
+    except ValueError:
+        raise InputError(f"--otlp-endpoint {text!r} has an invalid port; {hint}") from None
+    if parsed.path.rstrip("/").endswith("/v1/traces") or parsed.query:
+        raise InputError(f"--otlp-endpoint {text!r}: {hint}")
+    return text.strip().rstrip("/")
 
 
 def _names() -> str:

@@ -170,11 +170,23 @@ class Supervisor:
                     health_url=plan.url + plan.ready_path,
                 )
             )
-        otlp = loopback_url(self.ports.jaeger_otlp_http) if "jaeger" in found else None
+        otlp = self.options.otlp_endpoint or (
+            loopback_url(self.ports.jaeger_otlp_http) if "jaeger" in found else None
+        )
+        # a local Jaeger replaces the files (as before); a user's --otlp-endpoint keeps them by default
+        trace_files = self.options.trace_files if self.options.otlp_endpoint else "jaeger" not in found
         for service in SERVICE_NAMES:
             for r in range(self.options.replicas[service]):
                 env = service_env(
-                    os.environ, service, r, self.options, self.ports, self.layout, jwt_secret, otlp
+                    os.environ,
+                    service,
+                    r,
+                    self.options,
+                    self.ports,
+                    self.layout,
+                    jwt_secret,
+                    otlp,
+                    trace_files,
                 )
                 self.processes.add(
                     ProcessSpec(
@@ -192,7 +204,7 @@ class Supervisor:
         for name, note in extras_mod.absent_notes(
             [n for n in extras_mod.EXTRA_NAMES if n not in found], self.layout
         ).items():
-            self.notes.append(f"{name}: not on PATH - {note}")
+            self.notes.append(f"{name}: runs on kind (docs/kind.md) - here {note}")
 
     def add_prometheus(self) -> None:
         """Prometheus goes first: its scrape manager creates its first scrape pools only on a 5 s tick after
@@ -297,12 +309,18 @@ class Supervisor:
             grafana_url=running["grafana"].url if "grafana" in running else None,
             load_metrics_port=self.ports.load_metrics,
             state_dir=str(self.layout.root),
-            traces_dir=None if "jaeger" in running else str(self.layout.traces_dir),
+            traces_dir=str(self.layout.traces_dir) if self._trace_files() else None,
+            otlp_endpoint=self.options.otlp_endpoint,
             logs_dir=str(self.layout.logs_dir),
             node_exporter_url=running[nodeexporter.NAME].url if nodeexporter.NAME in running else None,
             alertmanager_url=running[alertmanager.NAME].url if alertmanager.NAME in running else None,
             alerts_file=str(self.layout.alerts_file) if alertmanager.NAME in running else None,
         )
+
+    def _trace_files(self) -> bool:
+        if self.options.otlp_endpoint:
+            return self.options.trace_files
+        return not any(p.name == "jaeger" for p in self.extras)
 
     def _log_shipper(self) -> LogShipper | None:
         loki = next((p for p in self.extras if p.name == "loki"), None)
@@ -568,6 +586,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--telemetry", default="on", help="on or off")
     parser.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for readiness")
     parser.add_argument("--no-extras", action="store_true", help="do not start Jaeger/Loki/Grafana")
+    parser.add_argument("--otlp-endpoint", default=None, help="OTLP/HTTP base URL every service sends to")
+    parser.add_argument("--no-trace-files", action="store_true", help="traces only to --otlp-endpoint")
     parser.add_argument("--exit-with-pid", type=int, default=None, help="stop the stack when this pid exits")
     return parser.parse_args(argv)
 
@@ -580,7 +600,13 @@ def main(argv: list[str] | None = None) -> int:
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per health probe otherwise
     try:
         options = make_options(
-            args.replicas, args.resilience, args.telemetry, args.timeout, not args.no_extras
+            args.replicas,
+            args.resilience,
+            args.telemetry,
+            args.timeout,
+            not args.no_extras,
+            args.otlp_endpoint,
+            not args.no_trace_files,
         )
         ports = PortPlan(args.port_offset)
         ports.control  # noqa: B018 - validates the offset range early

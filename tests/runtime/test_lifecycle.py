@@ -20,6 +20,7 @@ import pytest
 from testbed.runtime.base import RuntimeFailure, UpOptions
 from testbed.runtime.extras import find_extras
 from testbed.runtime.local import LocalTarget
+from testbed.runtime.observers import plan_observers
 from testbed.runtime.options import parse_replicas
 from testbed.runtime.ports import listening
 
@@ -67,7 +68,8 @@ def _gone(processes: list[psutil.Process]) -> bool:
 
 
 def _stack_ports(target: LocalTarget, replicas: str | None = None) -> dict[int, str]:
-    return target.ports.stack_ports(parse_replicas(replicas))
+    observers = plan_observers(target.layout, target.ports).names  # node_exporter, Alertmanager, receiver
+    return target.ports.stack_ports(parse_replicas(replicas), observers)
 
 
 def test_cli_up_then_down_leaves_no_process_and_no_port(spare: LocalTarget) -> None:
@@ -80,15 +82,20 @@ def test_cli_up_then_down_leaves_no_process_and_no_port(spare: LocalTarget) -> N
     if not find_extras():  # absent extras are reported with where their data goes instead
         notes = " | ".join(result["notes"])
         assert (
-            f"jaeger: not on PATH - traces are written as OTLP-JSON lines to {stack['traces_dir']}" in notes
+            f"jaeger: runs on kind (docs/kind.md) - here traces are written as OTLP-JSON lines to {stack['traces_dir']}"
+            in notes
         )
-        assert f"loki: not on PATH - logs stay as JSON lines in {stack['logs_dir']}" in notes
-        assert "grafana: not on PATH" in notes
+        assert (
+            f"loki: runs on kind (docs/kind.md) - here logs stay as JSON lines in {stack['logs_dir']}"
+            in notes
+        )
+        assert "grafana: runs on kind (docs/kind.md) - here" in notes
         assert stack["jaeger_url"] is None and stack["loki_url"] is None and stack["grafana_url"] is None
     supervisor = spare.supervisor_pid()
     assert supervisor is not None
     processes = _tree(supervisor)
-    assert len(processes) == 1 + 8 + 1  # supervisor, 8 replicas, Prometheus
+    observers = plan_observers(spare.layout, spare.ports).names  # node_exporter, Alertmanager, receiver
+    assert len(processes) == 1 + 8 + 1 + len(observers)  # supervisor, 8 replicas, Prometheus, observers
     ports = _stack_ports(spare, "catalog=2")
     assert listening(ports) == ports
 
@@ -110,7 +117,9 @@ def test_supervisor_death_does_not_orphan_the_services(spare: LocalTarget) -> No
     supervisor = spare.supervisor_pid()
     assert supervisor is not None
     children = _tree(supervisor)[1:]
-    assert len(children) == 8
+    # 7 replicas, Prometheus, and the observers installed here (node_exporter, Alertmanager + receiver)
+    observers = plan_observers(spare.layout, spare.ports).names
+    assert len(children) == 8 + len(observers), [" ".join(p.cmdline()[:3]) for p in children]
     os.kill(supervisor, signal.SIGKILL)
     deadline = time.monotonic() + 5
     while not _gone(children) and time.monotonic() < deadline:
