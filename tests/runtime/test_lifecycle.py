@@ -82,8 +82,8 @@ def test_cli_up_then_down_leaves_no_process_and_no_port(spare: LocalTarget) -> N
     if not find_extras():  # absent extras are reported with where their data goes instead
         notes = " | ".join(result["notes"])
         assert (
-            f"jaeger: runs on kind (docs/kind.md) - here traces are written as OTLP-JSON lines to {stack['traces_dir']}"
-            in notes
+            "jaeger: runs on kind (docs/kind.md) - here traces are written as OTLP-JSON lines to "
+            f"{stack['traces_dir']}" in notes
         )
         assert (
             f"loki: runs on kind (docs/kind.md) - here logs stay as JSON lines in {stack['logs_dir']}"
