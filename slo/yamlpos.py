@@ -72,7 +72,14 @@ _SCALAR_LOADER = yaml.SafeLoader("")
 
 def load_documents(path: Path) -> list[Document]:
     """Every YAML document in the file, with positions. Raises YamlSyntaxError on broken YAML."""
-    text = path.read_text(encoding="utf-8")
+    raw = path.read_bytes()
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        raise YamlSyntaxError(
+            str(path), line, f"not UTF-8 text (byte 0x{raw[exc.start]:02x}); save the file as UTF-8"
+        ) from None
     try:
         nodes = list(yaml.compose_all(text, Loader=yaml.SafeLoader))
     except yaml.MarkedYAMLError as exc:

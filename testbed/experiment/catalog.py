@@ -13,6 +13,7 @@ from typing import Any
 
 from sample_shop.topology import MAX_REPLICAS, SERVICE_NAMES
 from slo.yamlpos import Document, YamlSyntaxError, format_path, load_documents
+from testbed.experiment.validate import experiment_problems
 
 EXPERIMENTS_DIR = Path(__file__).resolve().parents[2] / "experiments"
 PHASES = ("warmup", "baseline", "fault", "recovery")
@@ -91,6 +92,7 @@ def load_experiment(path: Path) -> Experiment:
         problem(("configuration",), "must be a mapping of names to values")
         configuration = {}
     durations = _durations(problem, configuration)
+    problem.found += experiment_problems(path, doc, configuration)  # actions' arguments, duplicate keys
     _check_control(problem, data.get("controls") or [])
     ext_path, ext = _extension(problem, data.get("extensions") or [])
     has_extension = ext_path != ("extensions",)

@@ -44,6 +44,7 @@ from testbed.experiment.progress import ProgressView, QuietView
 from testbed.experiment.safety import clear_everything
 from testbed.experiment.schedule import PhasePlan, hard_timeout_s, overhead_s, plan_phases, position
 from testbed.experiment.telemetry import snapshot
+from testbed.experiment.validate import effective_problems
 from testbed.runfolder import RunInfo, RunPaths, create_run, update_latest, write_run_info
 from testbed.runtime import get_target
 from testbed.runtime.base import InputError, RuntimeFailure, Target, UpOptions
@@ -153,7 +154,10 @@ def resolve(request: RunRequest) -> tuple[Experiment, PhasePlan]:
     except ValueError as exc:
         raise ExperimentError("input", str(exc)) from None
     # validates the overrides before anything starts
-    chaos_configuration(exp, plan, request, state_dir=request.state_dir, load_out=request.runs_dir)
+    conf = chaos_configuration(exp, plan, request, state_dir=request.state_dir, load_out=request.runs_dir)
+    problems = effective_problems(exp.path, {**exp.configuration, **conf})
+    if problems:
+        raise ExperimentError("input", "invalid experiment with these values:\n  " + "\n  ".join(problems))
     return exp, plan
 
 
