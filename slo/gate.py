@@ -156,6 +156,7 @@ def check_live(
     end: float,
     *,
     slo_files: Sequence[Path] | None = None,
+    slos: Sequence[SLO] | None = None,
     windows: Sequence[Window] | None = None,
     phases: Sequence[str] | None = None,
     min_events: int | None = None,
@@ -164,10 +165,11 @@ def check_live(
     timeout_s: float = 15.0,
     step_s: float = topology.SCRAPE_INTERVAL_S,
 ) -> GateReport:
-    """Judge [start, end] (unix seconds) of a live Prometheus, per window when `windows` are given."""
+    """Judge [start, end] (unix seconds) of a live Prometheus, per window when `windows` are given.
+    `slos` (already loaded) replaces reading `slo_files`."""
     if end <= start:
         raise CannotJudge(f"the window's end ({end}) must be after its start ({start})")
-    slos = _slos(slo_files)
+    slos = list(slos) if slos is not None else _slos(slo_files)
     span = Window("window", start, end)
     try:
         with Prometheus(prometheus_url, timeout_s=timeout_s) as prom:

@@ -20,6 +20,7 @@ from chaosshop.settings import (
     control,
     default_fault_ttl_s,
     number,
+    stack,
     state_dir,
 )
 from load.control import current_load
@@ -27,6 +28,7 @@ from load.control import start_load as _start_load
 from load.control import stop_load as _stop_load
 from sample_shop.kit.faultspec import TTL_RANGE_S
 from sample_shop.kit.policy import POLICY_TTL_RANGE_S, PROFILES
+from slo.confidence import Confidence, judged_slos, phase_confidence, write_confidence
 
 __all__ = [
     "clear_faults",
@@ -227,12 +229,78 @@ def stop_load(configuration: Configuration = None) -> dict[str, Any]:
 # ---- time -----------------------------------------------------------------------------------------------
 
 
-def hold(seconds: Any, configuration: Configuration = None) -> dict[str, Any]:
+CONFIDENCE_EVERY_S = 2.0  # how often a confident hold asks Prometheus (two scrapes)
+DEFAULT_CONFIDENT_MIN_S = 10.0  # a confident phase lasts at least this long (a few scrapes, a first alert)
+JUDGED_PHASES = ("baseline", "fault", "recovery")  # what the gate judges (slo/sources.py)
+
+
+def _flag(value: Any, name: str) -> bool:
+    if isinstance(value, bool) or value is None:
+        return bool(value)
+    text = str(value).strip().lower()
+    if text in ("true", "1", "yes"):
+        return True
+    if text in ("false", "0", "no", ""):
+        return False
+    raise ConfigurationError(f"{name}: must be true or false, got {value!r}")
+
+
+def hold(
+    seconds: Any,
+    until_confident: Any = None,
+    min_seconds: Any = None,
+    configuration: Configuration = None,
+) -> dict[str, Any]:
     """Wait `seconds` (a phase's duration): the load keeps running, the hypothesis keeps being checked.
-    Interruptible with Ctrl-C like any activity."""
+    Interruptible with Ctrl-C like any activity.
+
+    With `until_confident` (default: the configuration's `until_confident`), `seconds` is the most the
+    phase may last: it ends as soon as the sequential rule has decided every SLO the gate will judge
+    (met or breached, docs/slo.md), after at least `min_seconds` (configuration `confident_min_s`,
+    default 10). Only the judged phases (baseline, fault, recovery) wait for confidence."""
     wait = number(seconds, "seconds", 0, 86_400)
+    conf = configuration or {}
+    confident = _flag(
+        conf.get("until_confident") if until_confident is None else until_confident, "until_confident"
+    )
     started = time.monotonic()
     deadline = started + wait
-    while (left := deadline - time.monotonic()) > 0:
-        time.sleep(min(left, 1.0))
-    return {"held_s": round(time.monotonic() - started, 3)}
+    phase = runstate.current().current_phase
+    if not confident or phase is None or phase.name not in JUDGED_PHASES:
+        while (left := deadline - time.monotonic()) > 0:
+            time.sleep(min(left, 1.0))
+        return {"held_s": round(time.monotonic() - started, 3)}
+    raw_min = conf.get("confident_min_s", DEFAULT_CONFIDENT_MIN_S) if min_seconds is None else min_seconds
+    minimum = min(wait, number(raw_min, "min_seconds", 0, 86_400))
+    status = _hold_until_confident(configuration, phase.name, phase.start, started + minimum, deadline)
+    runstate.current().confidence[phase.name] = status.to_dict()
+    pending = ", ".join(s.name for s in status.pending)
+    log.info(
+        "phase %s %s after %.0f s%s", phase.name, "decided" if status.decided else "NOT decided",
+        time.monotonic() - started, f" (undecided: {pending})" if pending else "",
+    )  # fmt: skip
+    return {
+        "held_s": round(time.monotonic() - started, 3),
+        "until_confident": True,
+        "decided": status.decided,
+        "undecided": [s.name for s in status.pending],
+    }
+
+
+def _hold_until_confident(
+    configuration: Configuration, phase: str, phase_start: float, earliest: float, deadline: float
+) -> Confidence:
+    """Judge the phase so far every CONFIDENCE_EVERY_S until every SLO is decided (not before
+    `earliest`) or `deadline` (monotonic clock) passes; the latest status goes to the state folder."""
+    directory = state_dir(configuration)
+    descriptor = stack(configuration)
+    slos = judged_slos(descriptor.client_metrics_scraped, f"{descriptor.target} Prometheus")
+    experiment = runstate.current().experiment
+    status = Confidence(experiment, phase, phase_start, time.time(), error="not judged yet")
+    while True:
+        status = phase_confidence(experiment, descriptor.prometheus_url, phase, phase_start, slos)
+        write_confidence(directory, status)
+        now = time.monotonic()
+        if (status.decided and now >= earliest) or now >= deadline:
+            return status
+        time.sleep(max(0.0, min(CONFIDENCE_EVERY_S, deadline - now)))

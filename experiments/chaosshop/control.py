@@ -173,6 +173,7 @@ def after_experiment_control(
             "phases": [p.to_dict() for p in run.phases],
             "faults_injected": run.injected,
             "failed_actions": run.failed_actions,
+            "confidence": run.confidence,
             "cleanup": report,
         }
     )

@@ -41,6 +41,9 @@ class RunState:
     journal: dict[str, Any] | None = None
     cleanup: dict[str, Any] | None = None
     configuration: dict[str, Any] = field(default_factory=dict)  # for cleanup_control, which gets none
+    confidence: dict[str, dict[str, Any]] = field(
+        default_factory=dict
+    )  # phase -> last status of a confident hold
 
     @property
     def current_phase(self) -> Phase | None:

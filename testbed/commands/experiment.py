@@ -163,6 +163,21 @@ def run_cmd(
     baseline: str | None = typer.Option(None, "--baseline", help="Baseline phase duration, e.g. 30s."),
     fault: str | None = typer.Option(None, "--fault", help="Fault phase duration, e.g. 60s."),
     recovery: str | None = typer.Option(None, "--recovery", help="Recovery phase duration, e.g. 30s."),
+    until_confident: bool = typer.Option(
+        False,
+        "--until-confident",
+        help="End the baseline, fault and recovery phases as soon as every SLO is decided (met or "
+        "breached at the stated confidence, docs/slo.md); their durations become maximums.",
+    ),
+    max_baseline: str | None = typer.Option(
+        None, "--max-baseline", help="With --until-confident: the longest the baseline may last, e.g. 2m."
+    ),
+    max_fault: str | None = typer.Option(
+        None, "--max-fault", help="With --until-confident: the longest the fault phase may last, e.g. 5m."
+    ),
+    max_recovery: str | None = typer.Option(
+        None, "--max-recovery", help="With --until-confident: the longest the recovery may last, e.g. 2m."
+    ),
     var: list[str] = typer.Option(
         [],
         "--var",
@@ -197,8 +212,12 @@ def run_cmd(
     Exit status: 0 every SLO met, 1 an SLO breached, 2 cannot judge (bad input, another experiment running,
     the stack failed to start, the experiment did not run as planned, no data), 130 interrupted.
 
+    With --until-confident (or `until_confident: true` in the experiment, as the default experiment
+    has), the judged phases end once the SLO verdicts are decided, each within its duration.
+
     Examples: testbed experiment run payment-errors;
-    testbed experiment run payment-errors --baseline 30s --fault 60s --users 20 --json
+    testbed experiment run payment-errors --baseline 30s --fault 60s --users 20 --json;
+    testbed experiment run db-slow --until-confident --max-fault 5m
     """
     from testbed.experiment.progress import make_view
     from testbed.experiment.runner import RunRequest, resolve, run_experiment
@@ -212,6 +231,16 @@ def run_cmd(
             )
         if target not in TARGETS:
             raise ExperimentError("input", f"--target {target!r}: choose one of {', '.join(TARGETS)}")
+        maxima = {"baseline": max_baseline, "fault": max_fault, "recovery": max_recovery}
+        for phase, value in maxima.items():
+            if value is not None and not until_confident:
+                raise ExperimentError(
+                    "input",
+                    f"--max-{phase} needs --until-confident",
+                    hint=f"for a fixed length use --{phase} {value}",
+                )
+            if value is not None and {"baseline": baseline, "fault": fault, "recovery": recovery}[phase]:
+                raise ExperimentError("input", f"give --{phase} or --max-{phase}, not both")
         request = RunRequest(
             experiment=experiment,
             target=target,
@@ -219,10 +248,11 @@ def run_cmd(
             users=users,
             overrides={
                 "warmup": _seconds("--warmup", warmup),
-                "baseline": _seconds("--baseline", baseline),
-                "fault": _seconds("--fault", fault),
-                "recovery": _seconds("--recovery", recovery),
+                "baseline": _seconds("--baseline", baseline) or _seconds("--max-baseline", max_baseline),
+                "fault": _seconds("--fault", fault) or _seconds("--max-fault", max_fault),
+                "recovery": _seconds("--recovery", recovery) or _seconds("--max-recovery", max_recovery),
             },
+            until_confident=until_confident or None,
             variables=_variables(var),
             runs_dir=runs_dir or default_runs_dir(),
             state_dir=default_state_dir(),

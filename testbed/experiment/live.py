@@ -6,8 +6,9 @@ seconds; `summarize` and `format_line` are pure."""
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from slo.prom import Prometheus, PrometheusError
 from testbed.experiment import queries
@@ -28,6 +29,7 @@ class LiveSample:
     worst_burn: float | None = None
     alerts: tuple[str, ...] = field(default_factory=tuple)
     error: str | None = None  # Prometheus could not answer (shown, not fatal while running)
+    confidence: str | None = None  # a confident hold's progress (confidence_text), when one runs
 
 
 def _scalar(vector: Vector) -> float | None:
@@ -90,6 +92,26 @@ def sample(prom: Prometheus, experiment_id: str) -> LiveSample:
         return LiveSample(error=str(exc).split(". ")[0])
 
 
+def confidence_text(status: Mapping[str, Any] | None) -> str | None:
+    """The progress of a phase held until confident, from slo/confidence.py's status: per critical SLO
+    the events so far and the events still needed, and how many SLOs are decided (pure)."""
+    if not status or not isinstance(status.get("slos"), list):
+        return None
+    slos = [s for s in status["slos"] if isinstance(s, dict)]
+    decided = [s for s in slos if s.get("status") in ("met", "breached")]
+    parts = [f"decided {len(decided)}/{len(slos)}"]
+    for s in slos:
+        if not s.get("critical"):
+            continue
+        events = f"{s.get('events', 0):.0f} ev"
+        if s.get("status") in ("met", "breached"):
+            parts.append(f"{s['name']} {s['status']} ({events})")
+        else:
+            needed = s.get("events_needed")
+            parts.append(f"{s['name']} {events}, needs {'?' if needed is None else f'~{needed:.0f}'}")
+    return " ".join(parts[:1]) + (": " + "; ".join(parts[1:]) if parts[1:] else "")
+
+
 def _pct(x: float | None) -> str:
     return "-" if x is None else f"{x * 100:.1f}%"
 
@@ -124,6 +146,8 @@ def metrics_text(s: LiveSample) -> str:
         parts.append("SLOs: no error budget burning")
     if s.alerts:
         parts.append(f"alerts: {', '.join(s.alerts[:3])}" + (" ..." if len(s.alerts) > 3 else ""))
+    if s.confidence:
+        parts.append(s.confidence)
     return "  ".join(parts)
 
 

@@ -5,6 +5,7 @@ benchmark call; everything before the run folder exists raises ExperimentError (
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import os
 import re
@@ -21,6 +22,7 @@ from load.control import current_load
 from load.profiles import LoadConfigError, resolve_params
 from sample_shop.basics import utc_iso, write_json_atomic
 from sample_shop.topology import StackDescriptor
+from slo.confidence import read_confidence
 from slo.evaluate import GateReport
 from slo.gate import CannotJudge, check_run
 from slo.prom import Prometheus
@@ -63,6 +65,7 @@ class RunRequest:
     users: int | None = None
     overrides: dict[str, float | None] = field(default_factory=dict)  # phase -> seconds
     variables: dict[str, str] = field(default_factory=dict)  # other configuration entries
+    until_confident: bool | None = None  # None: as the experiment's configuration says
     runs_dir: Path = Path("runs")
     state_dir: Path = Path(".testbed")
     hypothesis_frequency_s: float = DEFAULT_HYPOTHESIS_FREQUENCY_S
@@ -109,6 +112,15 @@ def chaos_configuration(
                 hint=f"its configuration: {keys}",
             )
         conf[key] = value
+    if request.until_confident is not None:
+        if "until_confident" not in declared:
+            raise ExperimentError(
+                "input",
+                f"--until-confident: the experiment {exp.name} has no `until_confident` configuration",
+                hint="declare `until_confident: false` in its configuration (its `hold` actions then "
+                "end their phase once the SLOs are decided)",
+            )
+        conf["until_confident"] = request.until_confident
     for key, value in variables.items():
         if key in PHASE_KEYS.values():
             phase = key.removesuffix("_s")
@@ -445,6 +457,7 @@ def _watch_chaos(ctx: RunContext, chaos: ChaosProcess, signals: list[int], watch
     timeout_s = ctx.request.timeout_s or hard_timeout_s(plan)
     deadline = time.monotonic() + timeout_s
     t_chaos = time.monotonic()
+    t_wall = time.time()
     phase, phase_seen = None, None
     with Prometheus(ctx.stack.prometheus_url, timeout_s=2.0) as prom:
         while chaos.poll() is None:
@@ -466,6 +479,9 @@ def _watch_chaos(ctx: RunContext, chaos: ChaosProcess, signals: list[int], watch
                 chaos.interrupt()
             chaos.escalate()
             sample = live.sample(prom, ctx.exp.name)
+            held = read_confidence(ctx.state_dir, ctx.exp.name, since=t_wall)
+            if held is not None and held.get("phase") == sample.phase:
+                sample = dataclasses.replace(sample, confidence=live.confidence_text(held))
             if sample.phase and sample.phase != phase:
                 phase, phase_seen = sample.phase, time.time()
             handle = current_load(ctx.state_dir)
