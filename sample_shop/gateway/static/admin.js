@@ -42,7 +42,7 @@ function loginForm(reason) {
   show(
     el("h1", {}, "Admin console"),
     reason ? el("p", { class: "message error", id: "admins-only" }, reason) : el("p", { class: "muted" },
-      "Log in with an administrator account. The first admin is admin@shop.local; its generated password is in the state folder (admin-password)."),
+      "Log in with an administrator account. The first admin is admin@shop.local; its generated password is in the state folder: cat .testbed/admin-password."),
     el("form", {
       class: "stack",
       id: "login",
@@ -82,7 +82,7 @@ async function ordersTab() {
   const page = await api("GET", `/api/admin/orders?${query}`);
   const orders = Array.isArray(page) ? page : page.items;
   const status = el("select", { name: "status" }, ORDER_STATUSES.map((s) => el("option", { value: s, selected: s === orderFilter.status }, s || "any status")));
-  const user = el("input", { name: "user", placeholder: "user id or e-mail", value: orderFilter.user });
+  const user = el("input", { name: "user", type: "number", min: "1", placeholder: "user id", class: "small", value: orderFilter.user });
   const rows = orders.map((order) => {
     const next = NEXT_STATUS[order.status];
     return el("tr", { "data-order-id": order.id },
@@ -235,7 +235,9 @@ async function analyticsTab() {
           el("tr", {}, el("td", {}, s.name),
             el("td", {}, s.sli === null || s.sli === undefined ? "-" : `${(100 * s.sli).toFixed(2)} %`),
             el("td", {}, s.target === undefined ? "" : `target ${(100 * s.target).toFixed(2)} %`),
-            el("td", { class: `slo ${s.state}` }, s.state)))))),
+            el("td", { class: `slo ${s.state}`, title: s.message || "" }, s.state.replace("_", " "))))),
+          (data.slo_status || []).some((s) => s.message)
+            ? el("p", { class: "muted" }, data.slo_status.find((s) => s.message).message) : null)),
     ),
   ];
 }
