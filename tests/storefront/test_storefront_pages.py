@@ -131,3 +131,30 @@ def test_an_expired_session_sends_the_shopper_to_log_in_with_a_message(page: Pag
     page.fill("#login [name=password]", PASSWORD)
     page.click("#login button")
     expect(page.locator("#messages .message.ok")).to_contain_text("Welcome back, Cy")
+
+
+def test_the_profile_changes_the_name_and_the_password(page: Page) -> None:
+    email = register(page, "Gus")
+    page.click("#nav a.who")
+    page.fill("#profile [name=name]", "Gus Grissom")
+    page.click("#profile button")
+    expect(page.locator("#messages .message.ok")).to_contain_text("Your name is now Gus Grissom")
+    expect(page.locator("#nav a.who")).to_have_text("Gus Grissom")
+
+    page.fill("#password [name=old_password]", "not-my-password")
+    page.fill("#password [name=new_password]", "a-new-password-2")
+    page.click("#password button")
+    expect(page.locator("#messages .message.error")).to_contain_text("current password is not right")
+    expect(page.locator("#nav")).to_contain_text("Log out")  # a wrong old password is not an expired session
+
+    page.fill("#password [name=old_password]", PASSWORD)
+    page.fill("#password [name=new_password]", "a-new-password-2")
+    page.click("#password button")
+    expect(page.locator("#messages .message.ok")).to_contain_text("Your password is changed")
+
+    page.click("#logout")
+    go(page, "#/login")
+    page.fill("#login [name=email]", email)
+    page.fill("#login [name=password]", "a-new-password-2")
+    page.click("#login button")
+    expect(page.locator("#messages .message.ok")).to_contain_text("Welcome back, Gus Grissom")

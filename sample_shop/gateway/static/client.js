@@ -91,6 +91,8 @@ const FRIENDLY = {
   quantity_limit: () => "A cart line holds at most 99 of one product.",
   email_taken: () => "An account with this e-mail already exists: log in instead.",
   invalid_credentials: () => "Unknown e-mail or wrong password.",
+  wrong_password: () => "The current password is not right.",
+  weak_password: (e) => `Choose a stronger new password: ${e.message}`,
   unauthorized: () => "Your session has expired or you are not logged in: please log in.",
   admin_only: () => "Admins only: log in with an administrator account.",
   order_not_cancellable: () => "This order can no longer be cancelled (it has shipped).",
@@ -160,7 +162,8 @@ export async function api(method, path, { body, headers = {} } = {}) {
   }
   if (!response.ok) {
     const error = errorOf(response.status, parsed);
-    if (response.status === 401 && token) {
+    // only a rejected token ends the session (a wrong old password is a 401 too, with its own code)
+    if (response.status === 401 && token && error.code === "unauthorized") {
       session.clear();
       onUnauthorized(error);
     }
