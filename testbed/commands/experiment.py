@@ -317,6 +317,128 @@ def list_cmd(as_json: bool = typer.Option(False, "--json", help="Print the catal
     console.print("run one: testbed experiment run NAME  (make experiment EXP=NAME)", highlight=False)
 
 
+def _fmt_plan_cell(events: float, seconds: float | None) -> str:
+    import math
+
+    if not math.isfinite(events):
+        return "never"
+    if seconds is None:
+        return f"{events:,.0f} ev"
+    return f"{events:,.0f} ev / {seconds:,.0f} s"
+
+
+def print_plan(exp: Experiment, source: str, plans: list[Any], console: Console) -> None:
+    table = Table(
+        "SLO", "phase", "length", "events/s", "events in phase", "met (clean)", "met (burn low)",
+        "breached (burn high)", "decides?", box=None, title=f"{exp.name}: events to a decision",
+    )  # fmt: skip
+    for p in plans:
+        label = p.display_name + (" [critical]" if p.critical else "")
+        for ph in p.phases:
+            rate = "-" if ph.events_per_s is None else f"{ph.events_per_s:.2f}"
+            in_phase = "-" if ph.events_in_phase is None else f"{ph.events_in_phase:,.0f}"
+            cells = [_fmt_plan_cell(o.events, o.seconds) for o in ph.outlooks]
+            need = ph.length_needed_s
+            verdict = "yes" if ph.decides_in_time else ("no: needs ~" + f"{need:,.0f} s" if need else "no")
+            table.add_row(label, ph.phase, f"{ph.length_s:.0f} s", rate, in_phase, *cells, verdict)
+            label = ""
+    console.print(table)
+    zone = plans[0].rule["zone"] if plans else [0.5, 2]
+    console.print(
+        f"rates from {source}. Average events (and seconds at the rate) to a verdict at alpha/beta "
+        f"{plans[0].rule['alpha'] if plans else 0.05:g}/{plans[0].rule['beta'] if plans else 0.05:g}: "
+        f"clean = no bad event, burn low = {zone[0]:g} x budget (must be met), burn high = {zone[1]:g} x "
+        "budget (must be breached). docs/slo.md explains the rule.",
+        highlight=False,
+        soft_wrap=True,
+    )
+
+
+@experiment_app.command("plan")
+def plan_cmd(
+    experiment: str | None = typer.Argument(None, help="A catalog name (testbed experiment list) or a path."),
+    measure: str | None = typer.Option(
+        None,
+        "--measure",
+        help="Run the experiment's load (no fault) against the running stack for this long, e.g. 20s, "
+        "and plan at the rates it gives.",
+    ),
+    from_run: Path | None = typer.Option(
+        None,
+        "--from-run",
+        help="Plan at the event rates of a run folder (default: runs/latest if it exists).",
+    ),
+    as_json: bool = typer.Option(False, "--json", help="Print the plan as JSON."),
+) -> None:
+    """How long each phase must be for the SLO gate to decide, before anything is injected.
+
+    Per SLO and judged phase: the events per second the experiment's load gives it, and the average
+    number of events (and seconds) the sequential rule needs to say met for a clean shop, met at the
+    zone's low burn rate, and breached at its high burn rate. A phase marked "no" would likely end
+    inconclusive (exit 2): lengthen it (--fault/--baseline of `experiment run`) or raise the load.
+
+    Examples: testbed experiment plan payment-errors;  testbed experiment plan payment-errors --measure 20s
+    """
+    from slo.plan import plan_json
+    from testbed.experiment.catalog import ExperimentFileError, resolve_experiment
+    from testbed.experiment.planning import experiment_slos, plans, rates_by_measuring, rates_from_run
+
+    try:
+        if experiment is None:
+            raise ExperimentError(
+                "input", "which experiment? give a name from the catalog or a path",
+                hint=f"the catalog: {_catalog_names()}",
+            )  # fmt: skip
+        if measure is not None and from_run is not None:
+            raise ExperimentError("input", "give either --measure or --from-run, not both")
+        try:
+            exp = resolve_experiment(experiment)
+        except ExperimentFileError as exc:
+            raise ExperimentError("input", str(exc)) from None
+        slos = experiment_slos()
+        if measure is not None:
+            from sample_shop import topology
+            from slo.prom import default_prometheus_url
+
+            seconds = _seconds("--measure", measure) or 0.0
+            if seconds < 10:
+                raise ExperimentError(
+                    "input", f"--measure {measure}: at least 10s (the first 5 s are ramp-up)"
+                )
+            try:
+                url = topology.StackDescriptor.load().prometheus_url
+            except (FileNotFoundError, ValueError, KeyError, TypeError):
+                url = default_prometheus_url()
+            progress = (
+                (lambda _m: None) if as_json else (lambda m: _console(stderr=True).print(m, highlight=False))
+            )
+            rates = rates_by_measuring(exp, seconds, slos, url, default_state_dir(), progress)
+        else:
+            run = from_run or default_runs_dir() / "latest"
+            if from_run is None and not run.exists():
+                raise ExperimentError(
+                    "input", f"no run to take event rates from ({run} does not exist)",
+                    hint="run the experiment once (testbed experiment run NAME), or measure: --measure 20s "
+                    "with the stack up (testbed up)",
+                )  # fmt: skip
+            try:
+                paths = resolve_run(run)
+            except RunFolderError as exc:
+                raise ExperimentError("input", str(exc)) from None
+            rates = rates_from_run(paths.root, slos)
+        result = plans(exp, slos, rates)
+    except ExperimentError as error:
+        raise _fail(error, as_json) from None
+    if as_json:
+        print(
+            json.dumps(
+                {"experiment": exp.name, "rates_from": rates.source, "slos": plan_json(result)}, indent=2
+            )
+        )
+    else:
+        print_plan(exp, rates.source, result, _console())
+
+
 @experiment_app.command("list-runs")
 def list_runs_cmd(
     runs_dir: Path | None = typer.Option(
