@@ -25,6 +25,12 @@ def sum_increase_at(sel: Selector, window_s: int, at_unix_s: float) -> str:
     return f"sum(increase({sel.promql()}[{prom_duration(window_s)}] @ {at_unix_s:.3f}))"
 
 
+def quantile_at(quantile: float, buckets: Selector, window_s: int, at_unix_s: float) -> str:
+    """The `quantile` (0..1) of a histogram's `_bucket` series over the window (at - window, at]."""
+    increase = f"increase({buckets.promql()}[{prom_duration(window_s)}] @ {at_unix_s:.3f})"
+    return f"histogram_quantile({number(quantile)}, sum by (le) ({increase}))"
+
+
 def error_ratio(slo: SLO, window_s: int) -> str:
     """Share of bad events over the window. A missing good (or bad) series means zero such events, hence
     `or vector(0)`: without it a total outage (no good series yet) would yield no value and no alert.

@@ -18,6 +18,7 @@ import math
 import os
 import time
 from collections import Counter
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
@@ -35,7 +36,8 @@ from sample_shop.topology import (
     SHOP_JOB,
 )
 from slo.prom import Prometheus
-from slo.promql import sum_increase_at
+from slo.promql import quantile_at, sum_increase_at
+from slo.selector import Matcher, Selector
 from slo.spec import SLO, load_slos
 
 __all__ = [
@@ -69,29 +71,45 @@ def _slo(name: str) -> SLO:
     return slos[name]
 
 
-def _window(
-    window_s: Any, since_phase: str | None, during_phase: str | None = None
-) -> tuple[int, float, bool]:
-    """(seconds, evaluation time, whether this experiment's load has run) of the window to judge:
-    the last `window_s` seconds; or from the start of `since_phase` to now; or exactly `during_phase`
-    (to now while it runs). A phase that has not begun yet leaves the last `window_s` seconds."""
-    if since_phase and during_phase:
-        raise ConfigurationError("give since_phase or during_phase, not both")
-    run = runstate.current()
-    now = time.time()
-    end = min(now, run.load_stopped_at) if run.load_stopped_at else now
-    start = end - number(window_s, "window_s", MIN_WINDOW_S, 86_400)
-    wanted = since_phase or during_phase
-    if wanted:
-        phase = next((p for p in reversed(run.phases) if p.name == wanted), None)
-        if phase is not None:
-            start = phase.start
-            if during_phase and phase.end is not None:
-                end = min(end, phase.end)
-    load_ran = run.load_started_at is not None
-    if load_ran:
-        start = max(start, run.load_started_at)  # type: ignore[type-var]
-    return max(MIN_WINDOW_S, math.ceil(end - start)), end, load_ran
+@dataclass(frozen=True)
+class TrafficWindow:
+    """The traffic a probe judges, as its common arguments ask: `seconds` up to `at` (unix seconds),
+    whether this experiment's load has run, and the fewest events that make an answer."""
+
+    seconds: int
+    at: float
+    load_ran: bool
+    min_events: int
+
+    @classmethod
+    def of(
+        cls, window_s: Any, since_phase: str | None, during_phase: str | None, min_events: Any
+    ) -> TrafficWindow:
+        """The last `window_s` seconds; or from the start of `since_phase` to now; or exactly
+        `during_phase` (to now while it runs). A phase that has not begun yet leaves the last `window_s`
+        seconds. Never before this experiment's load started."""
+        if since_phase and during_phase:
+            raise ConfigurationError("give since_phase or during_phase, not both")
+        needed = int(number(min_events, "min_events", 1, 1e9))
+        run = runstate.current()
+        now = time.time()
+        end = min(now, run.load_stopped_at) if run.load_stopped_at else now
+        start = end - number(window_s, "window_s", MIN_WINDOW_S, 86_400)
+        wanted = since_phase or during_phase
+        if wanted:
+            phase = next((p for p in reversed(run.phases) if p.name == wanted), None)
+            if phase is not None:
+                start = phase.start
+                if during_phase and phase.end is not None:
+                    end = min(end, phase.end)
+        load_ran = run.load_started_at is not None
+        if run.load_started_at is not None:
+            start = max(start, run.load_started_at)
+        return cls(max(MIN_WINDOW_S, math.ceil(end - start)), end, load_ran, needed)
+
+    def events(self, prom: Prometheus, counter: Selector) -> float:
+        """How much `counter` increased in the window (0 when it has no series)."""
+        return _scalar(prom, sum_increase_at(counter, self.seconds, self.at)) or 0.0
 
 
 def _prometheus(configuration: Configuration) -> Prometheus:
@@ -118,11 +136,11 @@ def slo_sli(
     {"slo", "sli", "target", "objective_met", "good", "total", "window_s", "judged"}; tolerate it with
     `{type: range, target: sli, range: [min, 1.0]}`."""
     spec = _slo(slo)
-    seconds, at, load_ran = _window(window_s, since_phase, during_phase)
-    needed = int(number(min_events, "min_events", 1, 1e9))
+    window = TrafficWindow.of(window_s, since_phase, during_phase, min_events)
+    seconds, needed = window.seconds, window.min_events
     with _prometheus(configuration) as prom:
-        total = _scalar(prom, sum_increase_at(spec.total, seconds, at)) or 0.0
-        part = _scalar(prom, sum_increase_at(spec.part, seconds, at)) or 0.0
+        total = window.events(prom, spec.total)
+        part = window.events(prom, spec.part)
     good = part if spec.good is not None else total - part
     base = {
         "slo": slo,
@@ -131,7 +149,7 @@ def slo_sli(
         "good": round(good, 3),
         "total": round(total, 3),
     }
-    if not load_ran:  # other traffic (an earlier experiment's tail) is not this experiment's to judge
+    if not window.load_ran:  # other traffic (an earlier experiment's tail) is not this experiment's to judge
         return base | {
             "sli": 1.0,
             "objective_met": True,
@@ -147,29 +165,35 @@ def slo_sli(
     return base | {"sli": round(sli, 5), "objective_met": sli >= spec.target, "judged": True}
 
 
-def _service_matcher(service: str | None, route: str | None) -> str:
+def _check_service(service: str | None) -> None:
     if service is not None and service not in SERVICES:
         raise ConfigurationError(f"service: unknown service {service!r}; valid: {', '.join(SERVICES)}")
-    parts = [f'service="{service or "gateway"}"']
-    if route:
-        parts.append(f'route="{route}"')
-    return ", ".join(parts)
 
 
-def _measured(
-    value: float | None, events: float, needed: Any, seconds: int, load_ran: bool, neutral: float, what: str
-) -> dict[str, Any]:
+def _matchers(**labels: str | None) -> tuple[Matcher, ...]:
+    """`label="value"` matchers of the labels given (None: not matched)."""
+    return tuple(Matcher(label, "=", value) for label, value in labels.items() if value)
+
+
+def _server_matchers(service: str | None, route: str | None) -> tuple[Matcher, ...]:
+    """The server-side series of `service` (default the gateway), optionally of one route."""
+    _check_service(service)
+    return _matchers(service=service or "gateway", route=route)
+
+
+def _measured(value: float | None, events: float, window: TrafficWindow, what: str) -> dict[str, Any]:
     """The common answer of the traffic probes: {"value", "events", "window_s", "judged"}; tolerate it
     with `{type: range, target: value, range: [lo, hi]}`. Before this experiment's load ran: not judged,
-    `value` is the neutral one (nothing observed)."""
+    `value` is 0.0, the neutral one (nothing observed)."""
+    seconds, needed = window.seconds, window.min_events
     base = {"window_s": seconds, "events": round(events, 3)}
-    if not load_ran:
+    if not window.load_ran:
         return base | {
-            "value": neutral,
+            "value": 0.0,
             "judged": False,
             "why": "no load ran in this experiment yet: nothing to judge (health probes judge the gate)",
         }
-    if value is None or events < number(needed, "min_events", 1, 1e9):
+    if value is None or events < needed:
         raise RuntimeError(f"no data: {events:.0f} {what} in the last {seconds} s (min_events={needed})")
     return base | {"value": round(value, 5), "judged": True}
 
@@ -184,15 +208,14 @@ def error_ratio(
     configuration: Configuration = None,
 ) -> dict[str, Any]:
     """Share of 5xx answers of `service` (default the gateway), optionally of one route, over the window."""
-    seconds, at, load_ran = _window(window_s, since_phase, during_phase)
-    matcher = _service_matcher(service, route)
-    total_q = f"sum(increase({HTTP_REQUESTS.name}{{{matcher}}}[{seconds}s] @ {at:.3f}))"
-    bad_q = f'sum(increase({HTTP_REQUESTS.name}{{{matcher}, status_class="5xx"}}[{seconds}s] @ {at:.3f}))'
+    matchers = _server_matchers(service, route)
+    window = TrafficWindow.of(window_s, since_phase, during_phase, min_events)
+    requests = Selector(HTTP_REQUESTS.name, matchers)
     with _prometheus(configuration) as prom:
-        total = _scalar(prom, total_q) or 0.0
-        bad = _scalar(prom, bad_q) or 0.0
+        total = window.events(prom, requests)
+        bad = window.events(prom, Selector(HTTP_REQUESTS.name, (*matchers, *_matchers(status_class="5xx"))))
     ratio = bad / total if total else None
-    return _measured(ratio, total, min_events, seconds, load_ran, 0.0, f"requests to {matcher}")
+    return _measured(ratio, total, window, f"requests to {requests.promql()}")
 
 
 def latency_quantile(
@@ -207,14 +230,14 @@ def latency_quantile(
 ) -> dict[str, Any]:
     """The `quantile` of server-side latency in seconds (histogram_quantile over the window)."""
     q = number(quantile, "quantile", 0.0, 1.0)
-    seconds, at, load_ran = _window(window_s, since_phase, during_phase)
-    matcher = _service_matcher(service, route)
-    buckets = f"increase({HTTP_DURATION.name}_bucket{{{matcher}}}[{seconds}s] @ {at:.3f})"
-    count = f"sum(increase({HTTP_DURATION.name}_count{{{matcher}}}[{seconds}s] @ {at:.3f}))"
+    matchers = _server_matchers(service, route)
+    window = TrafficWindow.of(window_s, since_phase, during_phase, min_events)
+    buckets = Selector(f"{HTTP_DURATION.name}_bucket", matchers)
+    count = Selector(f"{HTTP_DURATION.name}_count", matchers)
     with _prometheus(configuration) as prom:
-        value = _scalar(prom, f"histogram_quantile({q:g}, sum by (le) ({buckets}))")
-        events = _scalar(prom, count) or 0.0
-    return _measured(value, events, min_events, seconds, load_ran, 0.0, f"requests to {matcher}")
+        value = _scalar(prom, quantile_at(q, buckets, window.seconds, window.at))
+        events = window.events(prom, count)
+    return _measured(value, events, window, f"requests to {count.promql()}")
 
 
 def client_retry_ratio(
@@ -229,15 +252,15 @@ def client_retry_ratio(
     """Retries per outbound call (`shop_client_retries_total` / first attempts) of `service` (all callers
     when not given), optionally towards one `peer`: 0 when nothing is retried, 3 when every call is tried
     4 times."""
-    seconds, at, load_ran = _window(window_s, since_phase, during_phase)
-    labels = [f'{k}="{v}"' for k, v in (("service", service), ("peer", peer)) if v]
-    sel = "{" + ", ".join(labels) + "}"
+    matchers = _matchers(service=service, peer=peer)
+    window = TrafficWindow.of(window_s, since_phase, during_phase, min_events)
+    calls_sel = Selector(CLIENT_REQUESTS.name, matchers)
     with _prometheus(configuration) as prom:
-        retries = _scalar(prom, f"sum(increase({CLIENT_RETRIES.name}{sel}[{seconds}s] @ {at:.3f}))") or 0.0
-        calls = _scalar(prom, f"sum(increase({CLIENT_REQUESTS.name}{sel}[{seconds}s] @ {at:.3f}))") or 0.0
+        retries = window.events(prom, Selector(CLIENT_RETRIES.name, matchers))
+        calls = window.events(prom, calls_sel)
     first_attempts = calls - retries  # every attempt is counted in CLIENT_REQUESTS
     ratio = retries / first_attempts if first_attempts > 0 else None
-    return _measured(ratio, first_attempts, min_events, seconds, load_ran, 0.0, f"outbound calls {sel}")
+    return _measured(ratio, first_attempts, window, f"outbound calls {calls_sel.promql()}")
 
 
 def breaker_open(service: str, peer: str, configuration: Configuration = None) -> bool:
@@ -249,7 +272,7 @@ def breaker_open(service: str, peer: str, configuration: Configuration = None) -
 
 def process_memory_mb(service: str, configuration: Configuration = None) -> float:
     """Largest resident memory of `service`'s replicas in MiB (process_resident_memory_bytes)."""
-    _service_matcher(service, None)
+    _check_service(service)
     with _prometheus(configuration) as prom:
         value = _scalar(prom, f'max(process_resident_memory_bytes{{job="{SHOP_JOB}", service="{service}"}})')
     if value is None:
@@ -259,7 +282,7 @@ def process_memory_mb(service: str, configuration: Configuration = None) -> floa
 
 def replicas_up(service: str, configuration: Configuration = None) -> int:
     """How many replicas of `service` Prometheus scrapes successfully right now."""
-    _service_matcher(service, None)
+    _check_service(service)
     with _prometheus(configuration) as prom:
         value = _scalar(prom, f'sum(up{{job="{SHOP_JOB}", service="{service}"}})')
     return int(value or 0)

@@ -1,11 +1,16 @@
-"""The chaosshop health probe against the real session stack (real services, real Prometheus)."""
+"""The chaosshop health and traffic probes against the real session stack (real services, real Prometheus)."""
 
 from __future__ import annotations
 
 import dataclasses
+import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
-from chaosshop.probes import stack_healthy
+import httpx
+from chaosshop import runstate
+from chaosshop.probes import client_retry_ratio, error_ratio, latency_quantile, stack_healthy
 
 from sample_shop.topology import ReplicaEndpoint, StackDescriptor
 
@@ -30,3 +35,41 @@ def test_stack_healthy_counts_scraped_replicas_per_service(
     (tmp_path / "more").mkdir()
     more = [*clean_stack.replicas, dataclasses.replace(catalog[0], replica=2)]
     assert stack_healthy({"state_dir": str(_descriptor_copy(clean_stack, tmp_path / "more", more))}) is False
+
+
+def test_traffic_probes_judge_real_requests_through_real_prometheus(
+    clean_stack: StackDescriptor, wait_until: Callable[..., Any]
+) -> None:
+    """error_ratio, latency_quantile and client_retry_ratio build their queries with slo/promql.py; here
+    the real Prometheus of the session stack answers them over requests just sent through the gateway
+    (/api/products calls the catalog, so there are outbound calls to count too)."""
+    run = runstate.reset("probe-test")
+    run.load_started_at = time.time() - 1.0  # "this experiment's load" is the requests sent next
+    conf = {"state_dir": clean_stack.state_dir}
+    window = {"window_s": 30, "min_events": 20}
+
+    def answered() -> bool:
+        """Send a few more requests; true once Prometheus has counted 20 in the window (a series born in
+        the window counts from its second scrape on, so one burst is not enough)."""
+        with httpx.Client(base_url=clean_stack.gateway_url, timeout=10.0, trust_env=False) as client:
+            for _ in range(5):
+                assert client.get("/api/products").status_code == 200
+        try:
+            return bool(error_ratio(route="/api/products", **window, configuration=conf)["judged"])
+        except RuntimeError:  # no data yet
+            return False
+
+    wait_until(answered, timeout=60, interval=0.5, message="Prometheus to count 20 requests in the window")
+    errors = error_ratio(route="/api/products", **window, configuration=conf)
+    assert errors["judged"] is True and errors["value"] == 0.0, errors
+    latency = latency_quantile(0.95, route="/api/products", **window, configuration=conf)
+    assert latency["judged"] is True and 0.0 < latency["value"] < 10.0, latency
+    retries = client_retry_ratio(
+        service="gateway", peer="catalog", window_s=30, min_events=1, configuration=conf
+    )
+    # a loaded machine may retry a slow call: the ratio is small, never absent
+    assert retries["judged"] is True and 0.0 <= retries["value"] < 1.0 and retries["events"] >= 20, retries
+
+    # no load of this experiment yet: nothing judged, but the queries still run against Prometheus
+    runstate.reset("probe-test")
+    assert error_ratio(**window, configuration=conf)["judged"] is False
