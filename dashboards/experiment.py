@@ -8,9 +8,9 @@ from dashboards.common import GATEWAY, NO_EXPERIMENT, NO_LOAD, NO_STACK, NO_TRAF
 from dashboards.grafana import (
     Fields,
     Json,
-    Mapping_,
     Panel,
     Row,
+    ValueMapping,
     dashboard,
     dashboard_links,
     prom,
@@ -34,9 +34,9 @@ from sample_shop.topology import (
 )
 
 UID = "experiment-timeline"
-SERVICE = q.re("$service")
-ROUTE = q.re("$route")
-PHASE_MAPPINGS = (Mapping_(0, "-", "transparent"), Mapping_(1, "running", "blue"))
+SERVICE = q.regex("$service")
+ROUTE = q.regex("$route")
+PHASE_MAPPINGS = (ValueMapping(0, "-", "transparent"), ValueMapping(1, "running", "blue"))
 
 
 def annotations() -> list[Json]:

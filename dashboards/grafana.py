@@ -88,7 +88,7 @@ GREEN_ONLY = (Threshold(None, "green"),)
 
 
 @dataclass(frozen=True)
-class Mapping_:
+class ValueMapping:
     """A value mapping: the number a state is exported as, what to show, and its colour."""
 
     value: int
@@ -104,7 +104,7 @@ class Fields:
     min: float | None = None
     max: float | None = None
     thresholds: Sequence[Threshold] = GREEN_ONLY
-    mappings: Sequence[Mapping_] = ()
+    mappings: Sequence[ValueMapping] = ()
     links: Sequence[Json] = ()
     overrides: Sequence[Json] = ()
     color_mode: str = "palette-classic"
@@ -130,7 +130,7 @@ class Fields:
         return {"defaults": defaults, "overrides": list(self.overrides)}
 
 
-def _mappings(mappings: Sequence[Mapping_]) -> list[Json]:
+def _mappings(mappings: Sequence[ValueMapping]) -> list[Json]:
     if not mappings:
         return []
     options = {

@@ -22,7 +22,7 @@ from dashboards.overview import ERROR_THRESHOLDS, QUANTILES
 from sample_shop.topology import LOAD_DURATION, LOAD_REQUESTS, LOAD_USERS
 
 UID = "load-generator"
-NAME = q.re("$name")
+NAME = q.regex("$name")
 REQUEST = ["method", "name"]
 LEGEND = "{{method}} {{name}}"
 

@@ -8,10 +8,10 @@ from dashboards.common import NO_STACK, NO_TRAFFIC, SHOP, TAG, trace_links
 from dashboards.grafana import (
     Fields,
     Json,
-    Mapping_,
     Panel,
     Row,
     Threshold,
+    ValueMapping,
     bargauge,
     dashboard,
     dashboard_links,
@@ -36,13 +36,13 @@ from sample_shop.topology import (
 )
 
 UID = "shop-overview"
-SERVICE = q.re("$service")
-ROUTE = q.re("$route")
-FAILED_CALL = q.re("5xx|timeout|connection_error|circuit_open")
+SERVICE = q.regex("$service")
+ROUTE = q.regex("$route")
+FAILED_CALL = q.regex("5xx|timeout|connection_error|circuit_open")
 BREAKER_MAPPINGS = (
-    Mapping_(0, "closed", "green"),
-    Mapping_(1, "half-open", "yellow"),
-    Mapping_(2, "open", "red"),
+    ValueMapping(0, "closed", "green"),
+    ValueMapping(1, "half-open", "yellow"),
+    ValueMapping(2, "open", "red"),
 )
 QUANTILES = (0.5, 0.95, 0.99)
 ERROR_THRESHOLDS = (Threshold(None, "green"), Threshold(0.01, "orange"), Threshold(0.05, "red"))

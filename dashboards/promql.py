@@ -26,12 +26,8 @@ class Match:
             raise ValueError(f"unknown matcher operator {self.op!r}")
 
 
-def re(value: str) -> Match:
+def regex(value: str) -> Match:
     return Match("=~", value)
-
-
-def not_re(value: str) -> Match:
-    return Match("!~", value)
 
 
 def suffixes(spec: MetricSpec) -> tuple[str, ...]:

@@ -10,10 +10,10 @@ from dashboards.common import NO_SLO_RULES, TAG
 from dashboards.grafana import (
     Fields,
     Json,
-    Mapping_,
     Panel,
     Row,
     Threshold,
+    ValueMapping,
     dashboard,
     dashboard_links,
     override_by_regex,
@@ -38,8 +38,12 @@ BUDGET_REMAINING = "slo:period_error_budget_remaining:ratio"
 ALERT = "SLOErrorBudgetBurn"
 ALERT_LABELS = (*SLO_LABELS, "alertname", "alertstate", "severity")
 
-SLO = q.re("$slo")
-ALERT_MAPPINGS = (Mapping_(0, "ok", "green"), Mapping_(1, "ticket", "orange"), Mapping_(2, "page", "red"))
+SLO = q.regex("$slo")
+ALERT_MAPPINGS = (
+    ValueMapping(0, "ok", "green"),
+    ValueMapping(1, "ticket", "orange"),
+    ValueMapping(2, "page", "red"),
+)
 BUDGET_THRESHOLDS = (Threshold(None, "red"), Threshold(0, "orange"), Threshold(0.5, "green"))
 BURN_THRESHOLDS = (Threshold(None, "green"), Threshold(1, "orange"), Threshold(6, "red"))
 
@@ -49,7 +53,7 @@ def record(name: str, **matchers: str | q.Match) -> str:
 
 
 def sli_errors() -> str:
-    return q.raw_sel("", ("__name__", *SLO_LABELS, "window"), __name__=q.re(SLI_ERROR_RECORDS), slo=SLO)
+    return q.raw_sel("", ("__name__", *SLO_LABELS, "window"), __name__=q.regex(SLI_ERROR_RECORDS), slo=SLO)
 
 
 def alerts(severity: str) -> str:
@@ -213,7 +217,7 @@ def build() -> Json:
             query_variable(
                 "slo",
                 "SLO",
-                f"label_values({q.raw_sel(OBJECTIVE, journey=q.re('$journey'))}, slo)",
+                f"label_values({q.raw_sel(OBJECTIVE, journey=q.regex('$journey'))}, slo)",
                 description="SLOs of the selected journeys",
             ),
         ],

@@ -12,7 +12,6 @@ the run-folder gate compute exactly the same numbers from the same samples.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
@@ -218,7 +217,3 @@ def time_to_recover(
     ok = (starts >= fault_end - 1e-9) & (grid <= until) & (events >= min_events) & (ratio >= target)
     hits = starts[ok]
     return float(max(0.0, hits.min() - fault_end)) if len(hits) else None
-
-
-def is_finite(x: float | None) -> bool:
-    return x is not None and math.isfinite(x)

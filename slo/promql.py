@@ -47,10 +47,6 @@ def sli_error_record(window_s: int) -> str:
     return f"{RULE_PREFIX}:sli_error:ratio_rate{prom_duration(window_s)}"
 
 
-def slo_matcher(slo: SLO) -> str:
-    return f'{{slo="{slo.name}"}}'
-
-
 # The host, from node_exporter (job `node`): the testbed's own measuring instrument, not an SLO. One place so
 # that the report, the live view and the verdicts' noise guard read the same numbers.
 HOST_CPU_WINDOW = "10s"

@@ -49,13 +49,6 @@ class RunState:
     def current_phase(self) -> Phase | None:
         return self.phases[-1] if self.phases and self.phases[-1].end is None else None
 
-    def phase_start(self, name: str) -> float | None:
-        """Start of the most recent occurrence of phase `name`, if it began."""
-        for phase in reversed(self.phases):
-            if phase.name == name:
-                return phase.start
-        return None
-
     def start_phase(self, name: str, now: float | None = None) -> tuple[Phase | None, Phase]:
         """End the current phase (returned first) and start `name`."""
         now = time.time() if now is None else now

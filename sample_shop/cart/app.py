@@ -9,10 +9,11 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path
 from fastapi.responses import JSONResponse
-from sqlalchemy import Column, Integer, MetaData, String, Table, delete, insert, select, update
+from sqlalchemy import delete, insert, select, update
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 
+from sample_shop.cart.models import cart_items, metadata
 from sample_shop.kit.app import (
     AuthenticatedUser,
     ServiceApp,
@@ -31,18 +32,6 @@ Ctx = Annotated[ServiceContext, Depends(get_context)]
 User = Annotated[AuthenticatedUser, Depends(require_user)]
 ProductId = Annotated[int, Path(ge=1, le=2_147_483_647)]
 CURRENCY = "EUR"
-
-metadata = MetaData()
-cart_items = Table(
-    "cart_items",
-    metadata,
-    Column("user_id", Integer, primary_key=True),
-    Column("product_id", Integer, primary_key=True),
-    Column("quantity", Integer, nullable=False),
-    Column("name", String(200), nullable=False),
-    Column("unit_price_cents", Integer, nullable=False),
-    Column("added_at", String(32), nullable=False),
-)
 
 
 def cart_body(rows: list[Any]) -> dict[str, Any]:

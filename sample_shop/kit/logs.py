@@ -65,7 +65,3 @@ def setup_logging(service: str, replica: int, level: str = "info", stream: TextI
         logger.handlers[:] = []
         logger.propagate = True
     logging.getLogger("uvicorn.access").disabled = True  # the shop middleware writes access lines
-
-
-def get_logger(name: str) -> logging.Logger:
-    return logging.getLogger(name)

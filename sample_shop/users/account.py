@@ -19,7 +19,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Response
 from fastapi.responses import JSONResponse
-from sqlalchemy import Column, ForeignKey, Integer, MetaData, String, Table, insert, select, update
+from sqlalchemy import Table, insert, select, update
 from sqlalchemy.engine import Connection
 
 from sample_shop.basics import write_text_atomic
@@ -38,15 +38,6 @@ ADMIN_PASSWORD_FILE = "admin-password"  # in the state folder, 0600
 PASSWORD_FILE_VARIABLE = "SHOP_FIRST_ADMIN_PASSWORD_FILE"
 MIN_PASSWORD = 8
 MAX_PASSWORD = 128  # as at registration (kit/wire.py Registration)
-
-
-def roles_table(metadata: MetaData) -> Table:
-    return Table(
-        "user_roles",
-        metadata,
-        Column("user_id", Integer, ForeignKey("users.id"), primary_key=True),
-        Column("role", String(16), nullable=False),  # kit/auth.py ROLES
-    )
 
 
 def weakness(new_password: str, old_password: str, email: str) -> str | None:

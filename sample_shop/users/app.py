@@ -13,7 +13,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends
 from fastapi.responses import JSONResponse
-from sqlalchemy import Column, DateTime, Integer, MetaData, String, Table, insert, select
+from sqlalchemy import insert, select
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 
@@ -30,25 +30,12 @@ from sample_shop.kit.config import ServiceConfig
 from sample_shop.kit.errors import ShopError
 from sample_shop.kit.wire import Credentials, Registration
 from sample_shop.users import account
+from sample_shop.users.models import metadata, roles, users
 
 log = logging.getLogger("sample_shop.users")
 router = APIRouter()
 Ctx = Annotated[ServiceContext, Depends(get_context)]
 User = Annotated[AuthenticatedUser, Depends(require_user)]
-
-metadata = MetaData()
-users = Table(
-    "users",
-    metadata,
-    Column("id", Integer, primary_key=True, autoincrement=True),
-    Column("email", String(254), nullable=False, unique=True),
-    Column("name", String(100), nullable=False),
-    Column("password_hash", String(128), nullable=False),
-    Column("salt", String(64), nullable=False),
-    Column("iterations", Integer, nullable=False),
-    Column("created_at", DateTime(timezone=True), nullable=False),
-)
-roles = account.roles_table(metadata)
 
 
 def hash_password(password: str, salt: bytes, iterations: int) -> str:

@@ -154,9 +154,3 @@ def metrics_text(s: LiveSample) -> str:
 def format_line(elapsed_s: float, pos: Position, s: LiveSample) -> str:
     """One progress line (logs, CI): elapsed time, phase and time left, live numbers."""
     return f"{_clock(elapsed_s):>6}  {phase_text(pos)}  |  {metrics_text(s)}"
-
-
-def worst_of(samples: Sequence[LiveSample]) -> LiveSample | None:
-    """The sample with the highest burn (for the end-of-run summary)."""
-    burning = [s for s in samples if s.worst_burn is not None]
-    return max(burning, key=lambda s: s.worst_burn or 0.0) if burning else None
