@@ -19,6 +19,7 @@ from fastapi import APIRouter, FastAPI, Request
 
 from sample_shop import topology
 from sample_shop.kit.admin import AdminApp
+from sample_shop.kit.asgi import BodyLimit
 from sample_shop.kit.auth import UserClaims, bearer_token, verify_token
 from sample_shop.kit.config import ConfigError, ServiceConfig, load_service_config
 from sample_shop.kit.errors import ShopError, install_error_handlers
@@ -214,7 +215,7 @@ def create_service_app(
         api.include_router(router)
 
     app = ShopMiddleware(
-        api,
+        BodyLimit(api),  # inside the middleware, so a 413 is counted and traced like any answer
         service=service,
         routes=RouteTable([*api.routes, *(route for router in routers for route in router.routes)]),
         faults=faults,
@@ -233,7 +234,7 @@ def create_service_app(
         status=lambda: {"breakers": ctx.client.breakers() if ctx.client else {}},
         reset_breakers=ctx.client.reset if ctx.client else None,
     )
-    return ServiceApp(asgi=PortDispatcher(app, admin, config.admin_port), api=api, context=ctx)
+    return ServiceApp(asgi=PortDispatcher(app, BodyLimit(admin), config.admin_port), api=api, context=ctx)
 
 
 async def _tick(ctx: ServiceContext) -> None:

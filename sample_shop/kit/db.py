@@ -10,8 +10,10 @@ the `db-slow` fault) delays the requests that use it, not the event loop. The fa
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import logging
+import os
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -27,6 +29,19 @@ from sample_shop.kit.faults import FaultRegistry
 
 T = TypeVar("T")
 log = logging.getLogger("sample_shop.db")
+
+
+def _private_sqlite_file(path: Path) -> None:
+    """The database folder 0700 and the file 0600 (it holds e-mails and password hashes): created so
+    before SQLite opens it, and tightened if an older run left it readable. SQLite gives the -wal and
+    -shm files the database file's mode."""
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    with contextlib.suppress(PermissionError):  # a folder that is not ours: leave its mode alone
+        os.chmod(path.parent, 0o700)
+    os.close(os.open(path, os.O_CREAT | os.O_RDWR, 0o600))
+    for file in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+        with contextlib.suppress(FileNotFoundError, PermissionError):
+            os.chmod(file, 0o600)
 
 
 class Database:
@@ -45,7 +60,7 @@ class Database:
         if self.is_sqlite:
             path = self.url.split("///", 1)[-1]
             if path and path != ":memory:":
-                Path(path).parent.mkdir(parents=True, exist_ok=True)
+                _private_sqlite_file(Path(path))
             engine = create_engine(
                 self.url,
                 connect_args={"check_same_thread": False, "timeout": 10},

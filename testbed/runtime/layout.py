@@ -87,8 +87,11 @@ class StateLayout:
         return self.logs_dir / f"{name}.log"
 
     def make_dirs(self) -> None:
+        """The state folder 0700: it holds the token, the databases (e-mails, password hashes) and logs."""
+        self.root.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self.root.chmod(0o700)
         for path in (self.logs_dir, self.traces_dir, self.data_dir, self.rules_dir, self.prometheus_data):
-            path.mkdir(parents=True, exist_ok=True)
+            path.mkdir(parents=True, exist_ok=True, mode=0o700)
 
 
 @dataclass(frozen=True)

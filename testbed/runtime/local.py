@@ -129,7 +129,7 @@ class LocalTarget:
         time per state folder: a second one waits for the first (the up lock) and then finds its stack.
         A stack that is up with other options, or one still starting without an `up` waiting for it, is a
         bad request (InputError, exit 2)."""
-        self.layout.root.mkdir(parents=True, exist_ok=True)
+        self.layout.root.mkdir(parents=True, exist_ok=True, mode=0o700)
         with self._up_lock(options.timeout_s + STOP_TIMEOUT_S + UP_LOCK_MARGIN_S):
             return self._up_locked(options, progress)
 
@@ -179,7 +179,7 @@ class LocalTarget:
             )
         self._clean_stale_files()
         self._preflight(options)
-        self.layout.root.mkdir(parents=True, exist_ok=True)
+        self.layout.root.mkdir(parents=True, exist_ok=True, mode=0o700)
         popen = self._spawn_supervisor(options)
         try:
             return self._wait_ready(popen, options, progress)

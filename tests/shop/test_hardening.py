@@ -1,0 +1,76 @@
+"""The shop's own hardening, against real shop processes and real SQLite: request bodies over the
+documented limit are refused with 413 before they are read, malformed tokens get a plain "invalid token",
+and the state folder and its SQLite files are private to their owner."""
+
+from __future__ import annotations
+
+import stat
+
+import httpx
+import pytest
+
+from sample_shop.kit.asgi import MAX_BODY_BYTES
+from shop.processes import ShopProcesses
+
+pytestmark = pytest.mark.usefixtures("clean_faults")
+
+
+@pytest.mark.parametrize("service", ["gateway", "users", "catalog", "cart", "orders", "payment"])
+def test_a_body_over_the_limit_is_refused_with_413(shop: ShopProcesses, service: str) -> None:
+    too_big = b"{" + b" " * MAX_BODY_BYTES + b"}"
+    path = "/api/auth/login" if service == "gateway" else "/anything"
+    response = httpx.post(
+        f"{shop.url(service)}{path}",
+        content=too_big,
+        headers={"content-type": "application/json"},
+        timeout=10,
+    )
+    assert response.status_code == 413, response.text
+    assert response.json()["error"] == "payload_too_large"
+    assert str(MAX_BODY_BYTES) in response.json()["message"]
+
+
+def test_a_chunked_body_over_the_limit_is_refused_without_content_length(shop: ShopProcesses) -> None:
+    """No Content-Length to check up front: the limit is counted while the body arrives."""
+
+    def chunks() -> object:
+        for _ in range(MAX_BODY_BYTES // 1024 + 2):
+            yield b" " * 1024
+
+    response = httpx.post(
+        f"{shop.url('gateway')}/api/auth/login",
+        content=chunks(),  # type: ignore[arg-type]
+        headers={"content-type": "application/json"},
+        timeout=10,
+    )
+    assert response.status_code == 413, response.text
+
+
+def test_a_body_under_the_limit_still_works(shop: ShopProcesses) -> None:
+    response = httpx.post(
+        f"{shop.url('gateway')}/api/auth/login",
+        json={"email": "nobody@example.com", "password": "wrong-password-1"},
+        timeout=10,
+    )
+    assert response.status_code == 401
+
+
+@pytest.mark.parametrize("token", ["not-a-jwt", "a.b.c", "eyJhbGciOiJIUzI1NiJ9.e30.xx"])
+def test_a_malformed_token_gets_a_plain_invalid_token(shop: ShopProcesses, token: str) -> None:
+    response = httpx.get(
+        f"{shop.url('gateway')}/api/me", headers={"Authorization": f"Bearer {token}"}, timeout=10
+    )
+    assert response.status_code == 401
+    message = response.json()["message"]
+    assert message == "invalid token: log in again (POST /api/auth/login)", message
+    for internal in ("segments", "padding", "Signature", "decode", "Expecting"):
+        assert internal not in message, message
+
+
+def test_the_state_folder_and_the_databases_are_private(shop: ShopProcesses) -> None:
+    data = shop.state_dir / "data"
+    databases = sorted(data.glob("*.db"))
+    assert databases, "no SQLite file"
+    assert stat.S_IMODE(data.stat().st_mode) == 0o700
+    for path in databases:
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600, f"{path}: {oct(path.stat().st_mode)}"
