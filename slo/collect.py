@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from sample_shop import topology
+from slo import promql
 from slo.prom import Prometheus, RawSeries
 from slo.promql import ALERT_NAME, RULE_PREFIX
 from slo.spec import SLO
@@ -53,6 +54,16 @@ def selector_query_name(promql: str) -> str:
     return promql
 
 
+# The measuring instruments the noise guard reads (slo/noise.py): the host's CPU from node_exporter and the
+# load generator's own CPU. Stored with every run so the gate can say when a latency verdict measured the
+# machine rather than the shop.
+NOISE_QUERIES: tuple[NamedQuery, ...] = (
+    NamedQuery("noise:host_cpu_busy", promql.host_cpu_busy(job=topology.NODE_JOB)),
+    NamedQuery("noise:host_cpu_waiting", promql.host_cpu_waiting(job=topology.NODE_JOB)),
+    NamedQuery("noise:load_cpu", f"max({topology.LOAD_CPU.name})"),
+)
+
+
 def queries_for(slos: Iterable[SLO]) -> list[NamedQuery]:
     """Range queries that make a run folder judgeable: the SLOs' counter selectors (raw series, so resets
     and new series are counted exactly; a good/bad selector that only narrows the total is picked out of
@@ -65,6 +76,8 @@ def queries_for(slos: Iterable[SLO]) -> list[NamedQuery]:
             seen.setdefault(text, NamedQuery(selector_query_name(text), text))
     seen[ALERTS_QUERY_NAME] = NamedQuery(ALERTS_QUERY_NAME, ALERTS_QUERY)
     seen[BURN_RATE_QUERY_NAME] = NamedQuery(BURN_RATE_QUERY_NAME, BURN_RATE_QUERY_NAME)
+    for query in NOISE_QUERIES:
+        seen[query.name] = query
     return list(seen.values())
 
 

@@ -27,6 +27,7 @@ from slo.maths import (
     window_path,
     worst_status,
 )
+from slo.noise import NoiseCheck, check_window
 from slo.promql import sum_increase_at
 from slo.sequential import (
     DecisionRule,
@@ -119,6 +120,7 @@ class GateReport:
     errors: list[str] = field(default_factory=list)
     # SLOs left out on purpose, each {"name", "reason"}: every report lists them (never silently)
     not_judged: list[dict[str, str]] = field(default_factory=list)
+    noise: list[dict[str, Any]] = field(default_factory=list)  # the noise guard per window (slo/noise.py)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -130,6 +132,7 @@ class GateReport:
             "errors": self.errors,
             "slos": [asdict(s) for s in self.slos],
             "not_judged": self.not_judged,
+            "noise": self.noise,
         }
 
 
@@ -139,6 +142,7 @@ def exit_code_for(status: Status) -> int:
         "breached": EXIT_BREACHED,
         "nodata": EXIT_CANNOT_JUDGE,
         "inconclusive": EXIT_CANNOT_JUDGE,
+        "unreliable": EXIT_CANNOT_JUDGE,
     }[status]
 
 
@@ -184,14 +188,51 @@ def evaluate(
     _, judged_names = select_windows(windows, judged)
     source.prepare(slos)
     override = rule_override or RuleOverride()
+    noise = {w.name: noise_check(source, w) for w in windows}
     results = [
         _evaluate_one(
             slo, source, windows, judged_names, recovery_window_s, min_events, override.apply(slo.rule)
         )
         for slo in slos
     ]
+    for result in results:
+        guard_latency(result, noise)
     status = worst_status([r.status for r in results])
-    return GateReport(source.description, judged_names, list(windows), results, status, exit_code_for(status))
+    report = GateReport(
+        source.description, judged_names, list(windows), results, status, exit_code_for(status)
+    )
+    report.noise = [noise[w.name].to_dict() for w in windows]
+    return report
+
+
+def noise_check(source: Source, window: Window) -> NoiseCheck:
+    samples = source.instruments(window)
+    return check_window(
+        window.name,
+        samples.get("noise:host_cpu_busy"),
+        samples.get("noise:host_cpu_waiting"),
+        samples.get("noise:load_cpu"),
+    )
+
+
+def guard_latency(result: SloResult, noise: dict[str, NoiseCheck]) -> None:
+    """A latency verdict from a window whose instruments were saturated is `unreliable` (exit 2), with
+    the reason: neither its pass nor its breach is reported as a fact about the shop."""
+    if result.kind != "latency":
+        return
+    for row in result.windows:
+        check = noise.get(row.window)
+        if check is None or check.reliable or row.status not in ("met", "breached"):
+            continue
+        row.reason = f"unreliable (the rule said {row.status}): {check.reason()}"
+        row.status = "unreliable"
+    judged = [r for r in result.windows if r.judged]
+    status, notes = _verdict(judged)
+    if status != result.status:
+        result.status = status
+        result.notes = notes
+        if result.overall is not None:
+            result.overall.status = status
 
 
 def _fmt_events(n: float) -> str:
@@ -287,7 +328,9 @@ def _verdict(judged: Sequence[WindowResult]) -> tuple[Status, list[str]]:
     if not judged:
         return "nodata", ["no window to judge"]
     statuses = [r.status for r in judged]
-    notes = [f"{r.window}: {r.reason}" for r in judged if r.status in ("nodata", "inconclusive")]
+    notes = [
+        f"{r.window}: {r.reason}" for r in judged if r.status in ("nodata", "inconclusive", "unreliable")
+    ]
     if "breached" in statuses:
         return "breached", notes
     return worst_status(statuses), notes

@@ -19,8 +19,9 @@ from typing import Literal
 import numpy as np
 import numpy.typing as npt
 
-# inconclusive: there were events, but too few to decide at the rule's confidence (slo/sequential.py)
-Status = Literal["met", "breached", "inconclusive", "nodata"]
+# inconclusive: there were events, but too few to decide at the rule's confidence (slo/sequential.py);
+# unreliable: a latency verdict from a window whose measuring instruments were saturated (slo/noise.py)
+Status = Literal["met", "breached", "inconclusive", "unreliable", "nodata"]
 FloatArray = npt.NDArray[np.float64]
 
 
@@ -97,11 +98,11 @@ def judge(
 
 
 def worst_status(statuses: Sequence[Status]) -> Status:
-    """breached beats nodata beats inconclusive beats met: a definite failure is reported as such;
-    missing data and undecided data never pass."""
+    """breached beats nodata beats unreliable beats inconclusive beats met: a definite failure is
+    reported as such; missing, untrustworthy and undecided data never pass."""
     if not statuses:
         return "nodata"
-    for status in ("breached", "nodata", "inconclusive"):
+    for status in ("breached", "nodata", "unreliable", "inconclusive"):
         if status in statuses:
             return status  # type: ignore[return-value]
     return "met"

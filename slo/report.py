@@ -12,9 +12,21 @@ from sample_shop.basics import utc_iso, write_json_atomic, write_text_atomic
 from slo.evaluate import GateReport, SloResult, WindowResult
 from slo.runfolder import JUNIT_XML, REPORT_JSON, SUMMARY_MD
 
-_VERDICT = {"met": "met", "breached": "BREACHED", "nodata": "NO DATA", "inconclusive": "INCONCLUSIVE"}
-_ICON = {"met": "✅", "breached": "❌", "nodata": "⚠️", "inconclusive": "❔"}
-_STYLE = {"met": "green", "breached": "bold red", "nodata": "yellow", "inconclusive": "yellow"}
+_VERDICT = {
+    "met": "met",
+    "breached": "BREACHED",
+    "nodata": "NO DATA",
+    "inconclusive": "INCONCLUSIVE",
+    "unreliable": "UNRELIABLE",
+}
+_ICON = {"met": "✅", "breached": "❌", "nodata": "⚠️", "inconclusive": "❔", "unreliable": "🌫️"}
+_STYLE = {
+    "met": "green",
+    "breached": "bold red",
+    "nodata": "yellow",
+    "inconclusive": "yellow",
+    "unreliable": "yellow",
+}
 
 
 def _pct(x: float | None, digits: int = 2) -> str:
@@ -79,6 +91,7 @@ def _gate_message(report: GateReport) -> str:
     breached = [s.name for s in report.slos if s.status == "breached"]
     nodata = [s.name for s in report.slos if s.status == "nodata"]
     undecided = [s for s in report.slos if s.status == "inconclusive"]
+    unreliable = [s.name for s in report.slos if s.status == "unreliable"]
     if report.status == "met":
         return f"all {len(report.slos)} SLOs met over {', '.join(report.judged_windows)}"
     parts = []
@@ -94,7 +107,20 @@ def _gate_message(report: GateReport) -> str:
             "inconclusive (too few events to decide; run the phases longer, e.g. with --until-confident): "
             + ", ".join(f"{s.name} needs {needed_text(s)} more events" for s in undecided)
         )
+    if unreliable:
+        saturated = "; ".join(n["reason"] for n in noise_problems(report))
+        parts.append(f"unreliable latency verdicts: {', '.join(unreliable)} ({saturated})")
     return "; ".join(parts)
+
+
+def noise_problems(report: GateReport) -> list[dict[str, object]]:
+    """The judged windows whose measuring instruments were saturated, with the reason (slo/noise.py)."""
+    out = []
+    for entry in report.noise:
+        if entry.get("window") in report.judged_windows and not entry.get("reliable", True):
+            saturated = " and ".join(str(x) for x in entry.get("saturated", []))
+            out.append({"window": entry["window"], "reason": f"{saturated} in {entry['window']}"})
+    return out
 
 
 def write_reports(report: GateReport, out_dir: Path) -> list[Path]:
@@ -120,7 +146,7 @@ def junit_xml(report: GateReport) -> str:
         name="slo",
         tests=str(len(report.slos) + len(report.not_judged)),
         failures=str(sum(s.status == "breached" for s in report.slos)),
-        errors=str(sum(s.status in ("nodata", "inconclusive") for s in report.slos)),
+        errors=str(sum(s.status in ("nodata", "inconclusive", "unreliable") for s in report.slos)),
         skipped=str(len(report.not_judged)),
     )
     for s in report.slos:
@@ -136,10 +162,11 @@ def junit_xml(report: GateReport) -> str:
             bad = [w for w in s.windows if w.judged and w.status == "nodata"]
             msg = "; ".join(f"{w.window}: {w.reason}" for w in bad)
             ET.SubElement(case, "error", message=msg, type="SLONoData").text = details
-        elif s.status == "inconclusive":
-            bad = [w for w in s.windows if w.judged and w.status == "inconclusive"]
+        elif s.status in ("inconclusive", "unreliable"):
+            bad = [w for w in s.windows if w.judged and w.status == s.status]
             msg = "; ".join(f"{w.window}: {w.reason}" for w in bad)
-            ET.SubElement(case, "error", message=msg, type="SLOInconclusive").text = details
+            kind = "SLOInconclusive" if s.status == "inconclusive" else "SLOUnreliable"
+            ET.SubElement(case, "error", message=msg, type=kind).text = details
         rule = s.rule
         props = ET.SubElement(case, "properties")
         for key in ("method", "zone", "alpha", "beta"):
@@ -186,6 +213,13 @@ def markdown(report: GateReport) -> str:
         lines += ["", "Notes:", *notes]
     if report.not_judged:
         lines += ["", "Not judged:", *(f"- {e['name']}: {e['reason']}" for e in report.not_judged)]
+    noisy = noise_problems(report)
+    if noisy:
+        lines += [
+            "",
+            "Noisy machine (latency verdicts unreliable there):",
+            *(f"- {n['reason']}" for n in noisy),
+        ]
     lines += [
         "",
         "Cells: SLI (events) per window, marked by its verdict. Interval: the SLI's anytime-valid "
@@ -241,6 +275,11 @@ def print_table(report: GateReport, console: Console) -> None:
             console.print(f"[dim]note[/dim] {s.name}: {note}", highlight=False)
     for e in report.not_judged:
         console.print(f"[yellow]not judged[/yellow] {e['name']}: {e['reason']}", highlight=False)
+    for n in noise_problems(report):
+        console.print(
+            f"[yellow]noisy machine[/yellow] {n['reason']}: latency verdicts there are unreliable",
+            highlight=False,
+        )
     if report.slos:
         console.print(f"[dim]verdicts: {rule_text(report)}[/dim]", highlight=False)
     console.print(f"[{_STYLE[report.status]}]{_VERDICT[report.status]}[/]: {gate_message(report)}")

@@ -24,12 +24,13 @@ from slo.collect import (
     ALERTS_QUERY_NAME,
     BURN_RATE_QUERY_NAME,
     LOOKBACK_S,
+    NOISE_QUERIES,
     SeriesFileError,
     read_series,
     selector_query_name,
 )
 from slo.maths import FloatArray, cumulative_events
-from slo.prom import Prometheus, RawSeries
+from slo.prom import Prometheus, PrometheusError, RawSeries
 from slo.runfolder import RunPaths
 from slo.selector import Selector
 from slo.spec import SLO
@@ -78,6 +79,15 @@ class Source(Protocol):
     def events(self, slo: SLO) -> EventSeries: ...
 
     def alerts(self, slo: SLO) -> AlertSeries | None: ...
+
+    def instruments(self, window: Window) -> dict[str, FloatArray]:
+        """The noise guard's samples inside `window`, by NOISE_QUERIES name (absent: not measured)."""
+        ...
+
+
+def _inside(series: list[RawSeries], window: Window) -> FloatArray:
+    values = [s.values[(s.timestamps >= window.start) & (s.timestamps <= window.end)] for s in series]
+    return np.concatenate(values).astype(float) if values else np.array([], dtype=float)
 
 
 class SourceError(ValueError):
@@ -163,6 +173,19 @@ class PrometheusSource:
     def alerts(self, slo: SLO) -> AlertSeries | None:
         return _alert_series(slo, self._fetch(ALERTS_QUERY), self._fetch(BURN_RATE_QUERY_NAME), self._grid)
 
+    def instruments(self, window: Window) -> dict[str, FloatArray]:
+        out: dict[str, FloatArray] = {}
+        for query in NOISE_QUERIES:
+            if query.name not in self._cache:
+                try:
+                    self._cache[query.name] = self.prom.range(
+                        query.promql, self.span.start, self.span.end, self.step_s
+                    )
+                except PrometheusError:
+                    self._cache[query.name] = []  # not measured: the guard says so, never a pass
+            out[query.name] = _inside(self._cache[query.name], window)
+        return out
+
 
 class RunFolderSource:
     """Reads runs/<id>/metrics/series.parquet (written by the collector with slo.collect)."""
@@ -199,6 +222,9 @@ class RunFolderSource:
             self._series.get(BURN_RATE_QUERY_NAME, []),
             self._grid,
         )
+
+    def instruments(self, window: Window) -> dict[str, FloatArray]:
+        return {q.name: _inside(self._series.get(q.name, []), window) for q in NOISE_QUERIES}
 
 
 # --------------------------------------------------------------------------------------------------

@@ -99,6 +99,7 @@ def verdict_line(status: str, why: str, gate_status: str | None, gate_message: s
         "breached": "SLOs BREACHED",
         "nodata": "SLOs cannot be judged (no data)",
         "inconclusive": "SLOs cannot be judged yet (too few events to decide)",
+        "unreliable": "SLOs cannot be judged (the machine was saturated: latency unreliable)",
     }
     head = gate.get(gate_status or "", "cannot judge")
     if status not in JUDGEABLE:

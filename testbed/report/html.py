@@ -16,8 +16,15 @@ VERDICT_STYLE = {
     "breached": ("SLOs BREACHED", "bad"),
     "nodata": ("NO DATA", "warn"),
     "inconclusive": ("INCONCLUSIVE", "warn"),
+    "unreliable": ("UNRELIABLE", "warn"),
 }
-STATUS_CLASS = {"met": "ok", "breached": "bad", "nodata": "warn", "inconclusive": "warn"}
+STATUS_CLASS = {
+    "met": "ok",
+    "breached": "bad",
+    "nodata": "warn",
+    "inconclusive": "warn",
+    "unreliable": "warn",
+}
 SERVICE_COLORS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#17becf")
 
 CSS = """

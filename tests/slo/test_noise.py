@@ -38,3 +38,47 @@ def test_nothing_measured_is_reported_as_such_not_as_saturated() -> None:
     check = check_window("fault", None, [], [float("nan")])
     assert not check.measured and check.reliable
     assert check.to_dict()["host_busy_mean"] is None
+
+
+def _latency_result(statuses: dict[str, str]):
+    from slo.evaluate import SloResult, WindowResult
+
+    rows = [
+        WindowResult(name, 0, 60, status, 95, 100, 0.95, 1.0, 0.01, f"{status} after 40 events", True)
+        for name, status in statuses.items()
+    ]
+    overall = WindowResult("+".join(statuses), 0, 180, "met", 285, 300, 0.95, 1.0, 0.01, "", True)
+    status = "breached" if "breached" in statuses.values() else "met"
+    return SloResult(
+        "browse-latency-client", "x", "browse", "client", "latency", 0.95, 0.5, 3600, False, 10, "f",
+        status, {"method": "sprt"}, rows, overall,
+    )  # fmt: skip
+
+
+def test_a_saturated_window_turns_a_latency_pass_or_breach_into_unreliable() -> None:
+    from slo.evaluate import guard_latency
+
+    noisy = {
+        "baseline": check_window("baseline", [0.3], [0.05], [0.1]),
+        "fault": check_window("fault", [1.0], [0.98], [0.1]),
+    }
+    passed = _latency_result({"baseline": "met", "fault": "met"})
+    guard_latency(passed, noisy)
+    assert passed.status == "unreliable"  # never a silent pass
+    assert passed.windows[0].status == "met" and passed.windows[1].status == "unreliable"
+    assert "fault" in passed.windows[1].reason and "the rule said met" in passed.windows[1].reason
+    breached = _latency_result({"baseline": "met", "fault": "breached"})
+    guard_latency(breached, noisy)
+    assert breached.status == "unreliable"  # never a silent breach either
+    real = _latency_result({"baseline": "breached", "fault": "met"})
+    guard_latency(real, noisy)
+    assert real.status == "breached"  # a breach on a quiet machine stands
+
+
+def test_availability_verdicts_are_not_touched_by_the_guard() -> None:
+    from slo.evaluate import guard_latency
+
+    result = _latency_result({"fault": "met"})
+    result.kind = "availability"
+    guard_latency(result, {"fault": check_window("fault", [1.0], [1.0], [1.0])})
+    assert result.status == "met"
