@@ -144,7 +144,14 @@ def create_app(controller: FaultController, token: str, phases: PhaseBoard | Non
         finally:
             await controller.stop()
 
-    app = FastAPI(title="fault controller", docs_url=None, redoc_url=None, lifespan=lifespan)
+    # the schema is served by our own route below, behind the token: /healthz is the only open route
+    app = FastAPI(
+        title="fault controller", docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan
+    )
+
+    @app.get("/openapi.json", dependencies=[Depends(bearer_check(token))], include_in_schema=False)
+    async def openapi() -> JSONResponse:
+        return JSONResponse(app.openapi())
 
     @app.exception_handler(_Unauthorized)
     async def unauthorized(_: Request, __: _Unauthorized) -> JSONResponse:

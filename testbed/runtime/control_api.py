@@ -85,9 +85,14 @@ def create_control_app(
     fault_router: APIRouter,
     others: Callable[[], list[ProcessInfo]] = list,
 ) -> FastAPI:
-    app = FastAPI(title="testbed control API", docs_url=None, redoc_url=None, openapi_url="/openapi.json")
+    # the schema is served by our own route below, behind the token: /healthz is the only open route
+    app = FastAPI(title="testbed control API", docs_url=None, redoc_url=None, openapi_url=None)
     metrics = SupervisorMetrics(phases, processes.replicas)
     auth = Depends(bearer_auth(token, token_file))
+
+    @app.get("/openapi.json", dependencies=[auth], include_in_schema=False)
+    async def openapi() -> JSONResponse:
+        return JSONResponse(app.openapi())
 
     @app.exception_handler(ApiError)
     async def api_error(_: Request, exc: ApiError) -> JSONResponse:

@@ -295,3 +295,14 @@ def test_standalone_controller_finds_pods_through_kubernetes_and_reapplies_to_a_
     assert httpx.get(f"{client.base_url}/faults", timeout=5).status_code == 401
     assert [f["id"] for f in client.delete("/faults").json()["cleared"]] == [fault_id]
     assert _admin_faults(clean_stack, "catalog", 0) == _admin_faults(clean_stack, "catalog", 1) == []
+
+
+def test_standalone_controller_answers_only_healthz_without_the_token(
+    standalone_faultd: tuple[httpx.Client, FakeKubeApi],
+) -> None:
+    client, _ = standalone_faultd
+    for path in ("/openapi.json", "/faults", "/metrics"):
+        anonymous = httpx.get(f"{client.base_url}{path}", timeout=5)
+        assert anonymous.status_code == 401, path
+    assert httpx.get(f"{client.base_url}/healthz", timeout=5).status_code == 200
+    assert client.get("/openapi.json").json()["info"]["title"] == "fault controller"

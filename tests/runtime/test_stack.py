@@ -175,11 +175,12 @@ def test_phases_are_exported(
 
 
 def test_control_api_rejects_bad_requests_clearly(stack: StackDescriptor, control: httpx.Client) -> None:
-    for path in ("/processes", "/metrics"):
+    for path in ("/processes", "/metrics", "/openapi.json"):  # /healthz is the one open route
         anonymous = httpx.get(f"{stack.control_url}{path}", timeout=5)
         assert anonymous.status_code == 401, path
         assert stack.token_file in anonymous.json()["errors"][0]["message"]
     assert httpx.get(f"{stack.control_url}/healthz", timeout=5).status_code == 200
+    assert control.get("/openapi.json").json()["info"]["title"] == "testbed control API"
     cases = [
         ("/phases", {"experiment": "x", "phase": "lunch", "state": "start"}, 422, "unknown phase 'lunch'"),
         ("/phases", {"experiment": "x", "phase": "fault"}, 422, "Field required"),
