@@ -1,4 +1,5 @@
-"""The comparable projects' published or measured figures (REFERENCE.md §2, gathered for this project),
+"""The comparable projects' published or measured figures (their sources: bench/README.md, "The comparable
+projects' figures"),
 shown beside ours in RESULTS.md. Rows are keyed; a Figure with `compare="<row>"` fills our column."""
 
 from __future__ import annotations

@@ -97,8 +97,8 @@ def render_markdown(machine: dict[str, Any], results: list[BenchResult], smoke: 
         "",
         "## Beside the comparable projects",
         "",
-        "Their figures are from their documentation and users' reports (REFERENCE.md §2); ours are the "
-        "medians above.",
+        "Their figures are from their documentation and users' reports (sources: bench/README.md); ours are "
+        "the medians above.",
         "",
         "| | this testbed (measured here) | " + " | ".join(PROJECTS) + " |",
         "|---|---|" + "---|" * len(PROJECTS),

@@ -1,7 +1,8 @@
 """Where the load goes and where its metrics are served: the gateway URL (from the StackDescriptor unless
 given), the loopback check, and the exporter port.
 
-Only loopback receives load (docs/architecture.md, REFERENCE.md). A kind cluster's gateway is normally
+Only loopback receives load (docs/load.md): the testbed shares a machine, and load or faults aimed elsewhere
+would hit someone else's service. A kind cluster's gateway is normally
 reached through a port-forward on 127.0.0.1 too; `allow_non_loopback` exists for a cluster you own that is
 reachable only on another address, and must be asked for explicitly."""
 

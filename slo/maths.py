@@ -1,9 +1,9 @@
 """SLO arithmetic, pure: numbers and arrays in, numbers out. No HTTP, no files, no clock.
 
-Formulas (REFERENCE.md §5): SLI = good / total; error budget B = 1 - target; burn rate over a window
-= (1 - SLI) / B; budget consumed by a window = bad events / (B * events expected over the period),
-the expectation extrapolating the window's traffic rate to the whole period. Zero traffic and fewer
-events than the minimum give an explicit "nodata" judgement: never a pass.
+Formulas (docs/slo.md, "Judging"; the Google SRE workbook, "Alerting on SLOs"): SLI = good / total; error
+budget B = 1 - target; burn rate over a window = (1 - SLI) / B; budget consumed by a window = bad events /
+(B * events expected over the period), the expectation extrapolating the window's traffic rate to the whole
+period. Zero traffic and fewer events than the minimum give an explicit "nodata" judgement: never a pass.
 
 Counter series become cumulative event counts with `cumulative_events` (resets handled, new series
 counted from zero), and window counts are differences of that cumulative curve, so the live gate and

@@ -2,8 +2,8 @@
 
 The SRE workbook's windows are defined for a 30-day SLO (page: 1h & 5m at 14.4x, 6h & 30m at 6x;
 ticket: 1d & 2h at 3x, 3d & 6h at 1x). For another period W they scale with it: long windows W/720,
-W/120, W/30, W/10 of a 30-day month are W/672, W/112, W/28, W/7 of the 28-day form used by Sloth and
-REFERENCE.md §5, short windows W/8064, W/1344, W/336, W/112 (= long / 12). Windows shorter than a few
+W/120, W/30, W/10 of a 30-day month are W/672, W/112, W/28, W/7 of the 28-day form used by Sloth (and
+docs/slo.md), short windows W/8064, W/1344, W/336, W/112 (= long / 12). Windows shorter than a few
 scrape intervals hold too few samples for rate(), so each window has a floor of 4 scrape intervals.
 
 A burn-rate factor f fires when the error ratio exceeds f * B. Since an error ratio cannot exceed 1,
