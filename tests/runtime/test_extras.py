@@ -2,11 +2,11 @@
 
 Fakes, and why: the real Jaeger, Loki and Grafana binaries cannot be installed on this machine (none of the
 package registries it reaches has them; docs/runtime.md). Each stand-in here is a small real HTTP server put
-on PATH under the real binary's name; it reads the port from the configuration the supervisor generated for the real thing (Jaeger's YAML,
-Loki's YAML, Grafana's GF_* environment), answers the readiness path, and records its command line and
-every request it receives. So what is tested is the supervisor's side: detection on PATH, generated
-configuration, start, readiness, the services' OTLP endpoint, log shipping to Loki's push API, Grafana
-provisioning with the topology's datasource UIDs, and stopping them with the stack.
+on PATH under the real binary's name; it reads the port from the configuration the supervisor generated for
+the real thing (Jaeger's YAML, Loki's YAML, Grafana's GF_* environment), answers the readiness path, and
+records its command line and every request it receives. So what is tested is the supervisor's side:
+detection on PATH, generated configuration, start, readiness, the services' OTLP endpoint, log shipping to
+Loki's push API, Grafana provisioning with the topology's datasource UIDs, and stopping them with the stack.
 """
 
 from __future__ import annotations
