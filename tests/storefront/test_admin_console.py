@@ -135,7 +135,7 @@ def test_the_admin_edits_products_and_reads_the_analytics(admin: Page, stack_rea
 
     admin.click("#tab-analytics")
     expect(admin.locator("#orders-chart")).to_be_visible()
-    expect(admin.locator("#per-minute tbody tr")).to_have_count(10)
+    expect(admin.locator("#per-minute tbody tr")).to_have_count(5)
     expect(admin.locator("#slo-status tbody tr").first).to_be_visible()
     states = admin.locator("#slo-status td.slo").all_inner_texts()
     assert states and set(states) <= {"met", "breached", "burning", "no data", "unknown"}, states

@@ -17,13 +17,14 @@ import {
 
 const NEXT_STATUS = { paid: "shipped", completed: "shipped", shipped: "delivered" };
 const CANCELLABLE = new Set(["paid", "completed"]);
+const ANALYTICS_MINUTES = 30;
 const ORDER_STATUSES = ["", "pending", "failed", "paid", "shipped", "delivered", "cancelled"];
 const view = () => document.getElementById("view");
 let tab = "orders";
 
 function show(...nodes) {
   view().textContent = "";
-  view().append(...nodes);
+  view().append(...nodes.filter((node) => node !== null && node !== undefined));
 }
 
 function renderNav() {
@@ -216,29 +217,31 @@ function revenueText(point) {
 }
 
 async function analyticsTab() {
-  const data = await api("GET", "/api/admin/analytics");
+  const data = await api("GET", `/api/admin/analytics?minutes=${ANALYTICS_MINUTES}`);
   const points = data.orders_per_minute || [];
-  const recent = points.slice(-10).reverse();
+  const recent = points.slice(-5).reverse();
+  const slos = data.slo_status || [];
+  const problem = slos.find((s) => s.message);
   return [
-    el("h2", {}, "Orders and revenue per minute"),
+    el("h2", {}, `Orders and revenue per minute (last ${ANALYTICS_MINUTES} minutes)`),
     perMinuteChart(points),
-    el("table", { id: "per-minute" },
-      el("thead", {}, el("tr", {}, el("th", {}, "Minute"), el("th", {}, "Orders"), el("th", {}, "Revenue"))),
-      el("tbody", {}, recent.map((p) => el("tr", {}, el("td", {}, when(p.minute)), el("td", {}, p.orders), el("td", {}, revenueText(p)))))),
     el("div", { class: "columns" },
+      el("table", { id: "per-minute" },
+        el("thead", {}, el("tr", {}, el("th", {}, "Minute"), el("th", {}, "Orders"), el("th", {}, "Revenue"))),
+        el("tbody", {}, recent.map((p) => el("tr", {}, el("td", {}, when(p.minute)), el("td", {}, p.orders), el("td", {}, revenueText(p)))))),
       el("div", {}, el("h2", {}, "Top products"),
         el("table", { id: "top-products" }, el("tbody", {}, (data.top_products || []).map((p) =>
           el("tr", {}, el("td", {}, p.name || `#${p.product_id}`), el("td", {}, `${p.quantity ?? p.orders ?? ""} sold`),
-            el("td", {}, p.revenue_cents !== undefined ? money(p.revenue_cents) : "")))))),
-      el("div", {}, el("h2", {}, "SLO status"),
-        el("table", { id: "slo-status" }, el("tbody", {}, (data.slo_status || []).map((s) =>
-          el("tr", {}, el("td", {}, s.name),
-            el("td", {}, s.sli === null || s.sli === undefined ? "-" : `${(100 * s.sli).toFixed(2)} %`),
-            el("td", {}, s.target === undefined ? "" : `target ${(100 * s.target).toFixed(2)} %`),
-            el("td", { class: `slo ${s.state}`, title: s.message || "" }, s.state.replace("_", " "))))),
-          (data.slo_status || []).some((s) => s.message)
-            ? el("p", { class: "muted" }, data.slo_status.find((s) => s.message).message) : null)),
-    ),
+            el("td", {}, p.revenue_cents !== undefined ? money(p.revenue_cents) : ""))))))),
+    el("h2", {}, "SLO status (from Prometheus)"),
+    el("table", { id: "slo-status" },
+      el("thead", {}, el("tr", {}, el("th", {}, "SLO"), el("th", {}, "SLI"), el("th", {}, "Target"), el("th", {}, "State"))),
+      el("tbody", {}, slos.map((s) =>
+        el("tr", {}, el("td", {}, s.name),
+          el("td", {}, s.sli === null || s.sli === undefined ? "-" : `${(100 * s.sli).toFixed(2)} %`),
+          el("td", {}, s.target === null || s.target === undefined ? "-" : `${(100 * s.target).toFixed(2)} %`),
+          el("td", { class: `slo ${s.state}`, title: s.message || "" }, s.state.replace("_", " ")))))),
+    problem ? el("p", { class: "muted" }, problem.message) : null,
   ];
 }
 
