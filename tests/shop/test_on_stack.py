@@ -21,6 +21,18 @@ pytestmark = pytest.mark.stack
 EXTRA_GATEWAY_ROUTES = {
     ("GET", "/"),
     ("GET", "/admin"),
+    # profile, cancel and the admin API (sample_shop/gateway/manage_api.py)
+    ("PATCH", "/api/me"),
+    ("POST", "/api/me/password"),
+    ("POST", "/api/orders/{order_id}/cancel"),
+    ("GET", "/api/admin/products"),
+    ("POST", "/api/admin/products"),
+    ("PATCH", "/api/admin/products/{product_id}"),
+    ("GET", "/api/admin/orders"),
+    ("GET", "/api/admin/orders/{order_id}"),
+    ("POST", "/api/admin/orders/{order_id}/status"),
+    ("POST", "/api/admin/orders/{order_id}/cancel"),
+    ("GET", "/api/admin/analytics"),
     ("POST", "/api/auth/register"),
     ("GET", "/api/me"),
     ("DELETE", "/api/cart"),
