@@ -72,6 +72,11 @@ def test_register_search_cart_declined_then_paid_and_the_order_in_the_history(
 
 
 def test_search_and_category_filter_and_the_product_page_with_recommendations(page: Page) -> None:
+    expect(page.locator("#products .card")).to_have_count(24)  # one page of the catalog
+    page.click("#more-products")
+    expect(page.locator("#products .card")).not_to_have_count(24)
+    assert 24 < page.locator("#products .card").count() <= 48
+
     page.select_option("#search [name=category]", "books")
     expect(page.locator("h1")).to_have_text("Products")
     expect(page.locator("#products .card").first).to_contain_text("books")
@@ -99,6 +104,15 @@ def test_cart_quantities_and_out_of_stock_is_a_message(page: Page, stack_ready: 
     expect(page.locator("#nav-cart")).to_have_text("Cart (3)")
     product_id = int(line.get_attribute("data-product-id") or "0")
     total = page.locator("#cart-total").inner_text()
+    suggestion = page.locator("#cart-recommendations .card").first  # products related to the cart
+    expect(suggestion).to_be_visible()
+    suggested = suggestion.locator("a.name").inner_text()
+    suggestion.locator("button.add").click()
+    expect(page.locator("#cart")).to_contain_text(suggested)
+    expect(page.locator("#nav-cart")).to_have_text("Cart (4)")
+    page.locator(f"#cart tr:has-text('{suggested}') button").click()  # Remove it again
+    expect(page.locator("#nav-cart")).to_have_text("Cart (3)")
+    line = page.locator(f"#cart tr[data-product-id='{product_id}']")
 
     catalog = next(r for r in stack_ready.replicas if r.service == "catalog")
     before = httpx.get(f"{catalog.url}/products/{product_id}", timeout=5).json()["stock"]

@@ -23,6 +23,7 @@ const TEST_CARDS = [
   ["4242424242424241", "4242 4242 4242 4241 · invalid number"],
 ];
 const CANCELLABLE = new Set(["paid", "completed"]);
+const PAGE_SIZE = 24;
 
 const view = () => document.getElementById("view");
 
@@ -123,6 +124,7 @@ async function addToCart(product, quantity) {
     const cart = await api("POST", "/api/cart/items", { body: { product_id: product.id, quantity } });
     cartCount = cart.item_count;
     renderNav();
+    if (location.hash.startsWith("#/cart")) renderCart(cart); // added from the cart's recommendations
     notify("ok", `Added ${quantity} x ${product.name} to your cart.`);
   });
 }
@@ -152,7 +154,7 @@ async function browseView(params) {
   select.addEventListener("change", () => form.requestSubmit());
   const grid = el("div", { class: "grid", id: "products" }, "Loading products...");
   show(el("h1", {}, q ? `Products matching "${q}"` : "Products"), form, grid);
-  const query = new URLSearchParams({ limit: "24" });
+  const query = new URLSearchParams({ limit: String(PAGE_SIZE), offset: "0" });
   if (q) query.set("q", q);
   if (category) query.set("category", category);
   const [page, names] = await Promise.all([api("GET", `/api/products?${query}`), loadCategories()]);
@@ -160,6 +162,18 @@ async function browseView(params) {
   grid.textContent = "";
   if (!page.items.length) grid.append(el("p", { class: "muted" }, "No product matches. Try another word."));
   for (const product of page.items) grid.append(productCard(product));
+  let shown = page.items.length;
+  const more = el("button", { class: "secondary", id: "more-products" }, "More products");
+  more.addEventListener("click", () =>
+    act("more products", async () => {
+      query.set("offset", String(shown));
+      const next = await api("GET", `/api/products?${query}`);
+      for (const product of next.items) grid.append(productCard(product));
+      shown += next.items.length;
+      if (shown >= next.total || !next.items.length) more.remove();
+    }),
+  );
+  if (shown < page.total) view().append(el("p", {}, more));
 }
 
 // ---- product page with recommendations ---------------------------------------------------------------------
@@ -267,6 +281,7 @@ function renderCart(cart) {
     show(el("h1", {}, "Your cart"), el("p", { id: "cart-empty" }, "Your cart is empty. ", el("a", { href: "#/" }, "Browse products")));
     return;
   }
+  const cartRecommendations = el("div", {});
   const rows = cart.items.map((line) => {
     const quantity = el("input", { type: "number", min: "0", max: "99", value: String(line.quantity), class: "small", "aria-label": `quantity of ${line.name}` });
     quantity.addEventListener("change", () => setQuantity(line, Number(quantity.value)));
@@ -292,7 +307,16 @@ function renderCart(cart) {
       ),
       checkoutForm(),
     ),
+    cartRecommendations,
   );
+  // optional: the cart works without them ("degraded" when recommendations is down)
+  api("GET", "/api/recommendations")
+    .then((answer) => {
+      if (!answer.items.length) return;
+      cartRecommendations.append(el("h2", {}, "Goes well with your cart"),
+        el("div", { class: "grid", id: "cart-recommendations" }, answer.items.map(productCard)));
+    })
+    .catch(() => {});
 }
 
 async function cartView() {
