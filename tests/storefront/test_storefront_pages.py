@@ -172,3 +172,26 @@ def test_the_profile_changes_the_name_and_the_password(page: Page) -> None:
     page.fill("#login [name=password]", "a-new-password-2")
     page.click("#login button")
     expect(page.locator("#messages .message.ok")).to_contain_text("Welcome back, Gus Grissom")
+
+
+def test_a_payment_outage_is_a_message_and_paying_again_makes_one_order(
+    page: Page, control: httpx.Client
+) -> None:
+    """A real fault (the payment service answers 503) through the fault controller: the page says the
+    provider is unavailable; after the outage, "Pay" again reuses the checkout's Idempotency-Key, so the
+    shopper ends with one paid order, not a failed one and a paid one."""
+    register(page, "Hal")
+    add_first_match(page, "rooibos")
+    fault = control.post("/faults/payment", json={"kind": "error", "params": {"status": 503}, "ttl_s": 60})
+    assert fault.status_code == 201, fault.text
+    try:
+        check_out(page, GOOD_CARD)
+        expect(page.locator("#messages .message.error")).to_contain_text("payment provider is unavailable")
+        expect(page.locator("#cart")).to_be_visible()
+    finally:
+        assert control.delete("/faults/payment").is_success
+    page.click("#checkout button[type=submit]")
+    expect(page.locator("#messages .message.ok")).to_contain_text("Thank you! Order")
+    go(page, "#/orders")
+    expect(page.locator("#orders tbody tr")).to_have_count(1)
+    expect(page.locator("#orders [data-status]")).to_have_text("paid")
