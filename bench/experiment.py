@@ -35,6 +35,7 @@ def experiment_overhead(ctx: BenchContext) -> list[Figure]:
         "TESTBED_RUNS_DIR": str(runs_dir),
     }
     command = [str(Path(sys.executable).with_name("testbed")), "experiment", "run", EXPERIMENT, "--json"]
+    command += ["--var", "until_confident=false"]  # fixed phases: the overhead is wall time minus them
     command += [arg for name, seconds in phases.items() for arg in (f"--{name}", f"{seconds:g}s")]
     started = time.monotonic()
     result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=plan.total_s + 300)
@@ -65,3 +66,59 @@ def experiment_overhead(ctx: BenchContext) -> list[Figure]:
         Figure("SLO gate", timing["judge_s"], "s"),
         Figure("render report.html", timing["render_s"], "s"),
     ]
+
+
+CONFIDENT_TARGET_S = (
+    180.0  # issue: the default experiment ends in about 3 minutes, every critical SLO decided
+)
+SMOKE_CONFIDENT_PHASES = {"warmup": 1.0, "baseline": 5.0, "fault": 5.0, "recovery": 5.0}
+
+
+@benchmark("experiment.time_to_confident", repeat=1, order=81)
+def time_to_confident(ctx: BenchContext) -> list[Figure]:
+    """The default experiment as `make experiment` runs it (phases held until every SLO is decided):
+    per SLO the median over its judged phases of the seconds the sequential rule took to decide, the
+    checkout events per second it achieved, and the wall time of the whole run."""
+    stack = ctx.shared_stack()
+    runs_dir = ctx.workdir / "confident-runs"
+    env = {
+        **os.environ,
+        "TESTBED_STATE_DIR": stack.state_dir,
+        "TESTBED_PORT_OFFSET": str(ctx.port_offset),
+        "TESTBED_RUNS_DIR": str(runs_dir),
+    }
+    command = [str(Path(sys.executable).with_name("testbed")), "experiment", "run", EXPERIMENT, "--json"]
+    if ctx.smoke:  # bounded, still through the confident hold
+        command += [a for n, s in SMOKE_CONFIDENT_PHASES.items() for a in (f"--{n}", f"{s:g}s")]
+    started = time.monotonic()
+    result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
+    wall = time.monotonic() - started
+    try:
+        summary = json.loads(result.stdout)
+        report = json.loads(Path(summary["run_dir"], "slo", "report.json").read_text())
+    except (ValueError, KeyError, OSError) as exc:
+        raise RuntimeError(
+            f"the experiment wrote no SLO report (exit {result.returncode}): {result.stderr[-600:]}"
+        ) from exc
+    figures = [Figure("wall time of the default experiment, until confident", wall, "s", CONFIDENT_TARGET_S)]
+    for slo in report["slos"]:
+        judged = [w for w in slo["windows"] if w["judged"]]
+        decided = sorted(w["decided_after_s"] for w in judged if w.get("decided_after_s") is not None)
+        if slo["name"] == "checkout-availability-gateway":
+            seconds = sum(w["end"] - w["start"] for w in judged)
+            figures.append(
+                Figure(
+                    "checkout events per second (judged phases)",
+                    sum(w["total"] for w in judged) / seconds,
+                    "/s",
+                )
+            )
+        if not decided:
+            continue
+        median = decided[len(decided) // 2]
+        undecided = len(judged) - len(decided)
+        note = f"{slo['status']}; {len(decided)} of {len(judged)} phases decided" + (
+            f", {undecided} not" if undecided else ""
+        )
+        figures.append(Figure(f"time to a confident verdict: {slo['name']}", median, "s", note=note))
+    return figures

@@ -44,7 +44,7 @@ from testbed.experiment.outcome import (
 )
 from testbed.experiment.progress import ProgressView, QuietView
 from testbed.experiment.safety import clear_everything
-from testbed.experiment.schedule import PhasePlan, hard_timeout_s, overhead_s, plan_phases, position
+from testbed.experiment.schedule import PhasePlan, hard_timeout_s, plan_phases, position
 from testbed.experiment.telemetry import snapshot
 from testbed.experiment.validate import effective_problems
 from testbed.runfolder import RunInfo, RunPaths, create_run, update_latest, write_run_info
@@ -577,11 +577,14 @@ def _finish(ctx: RunContext, result: ChaosResult) -> RunOutcome:
         _render(ctx)
     update_latest(run.root.parent, run)
     wall = time.time() - ctx.started_wall
+    # the phases as they ran (a phase held until confident ends before its planned maximum)
+    held = sum(p.end - p.start for p in collected.phases) if collected.phases else ctx.plan.total_s
     info.timing = {
         **timing,
         "wall_s": round(wall, 2),
-        "phases_s": ctx.plan.total_s,
-        "overhead_s": round(overhead_s(wall, ctx.plan), 2),
+        "phases_s": round(held, 2),
+        "planned_phases_s": ctx.plan.total_s,
+        "overhead_s": round(wall - held, 2),
     }
     write_run_info(run, info)
     return RunOutcome(run, info, gate, code)
