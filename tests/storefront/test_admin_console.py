@@ -6,6 +6,7 @@ one users generated into the stack's state folder (admin-password, 0600)."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -56,6 +57,10 @@ def test_the_admin_ships_an_order_and_the_shopper_sees_shipped(
     row.locator("button.advance").click()
     expect(admin.locator("#messages .message.ok")).to_contain_text("is shipped")
     expect(order_row(admin, order_id).locator("[data-status]")).to_have_text("shipped")
+    order_row(admin, order_id).locator("button.details").click()
+    details = admin.locator("#admin-orders tr.order-details")
+    expect(details).to_contain_text(order_id)
+    expect(details.locator("ul.history li").last).to_contain_text(re.compile(r"paid → shipped \(admin:\d+\)"))
 
     shopper.reload()
     expect(shopper.locator("main h1 [data-status]")).to_have_text("shipped")

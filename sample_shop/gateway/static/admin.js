@@ -86,8 +86,10 @@ async function ordersTab() {
   const user = el("input", { name: "user", type: "number", min: "1", placeholder: "user id", class: "small", value: orderFilter.user });
   const rows = orders.map((order) => {
     const next = NEXT_STATUS[order.status];
-    return el("tr", { "data-order-id": order.id },
-      el("td", {}, el("code", {}, order.id.slice(0, 8))),
+    const row = el("tr", { "data-order-id": order.id },
+      el("td", {}, el("button", { class: "link details", title: "show the items and the history",
+        onclick: () => act(`open order ${order.id.slice(0, 8)}`, () => toggleDetails(row, order.id)) },
+        el("code", {}, order.id.slice(0, 8)))),
       el("td", {}, when(order.created_at)),
       el("td", {}, String(order.user_email || order.user_id || "")),
       el("td", {}, el("span", { class: `status ${order.status}`, "data-status": order.status }, order.status)),
@@ -106,6 +108,7 @@ async function ordersTab() {
         }) }, "Cancel + refund") : null,
       ),
     );
+    return row;
   });
   return [
     el("form", { class: "toolbar", id: "order-filter", onsubmit: (event) => {
@@ -119,6 +122,21 @@ async function ordersTab() {
           el("tbody", {}, rows))
       : el("p", {}, "No orders match."),
   ];
+}
+
+// The order's items, refund and status history in a row under it (a second click folds it away).
+async function toggleDetails(row, orderId) {
+  const open = row.nextElementSibling;
+  if (open && open.classList.contains("order-details")) return open.remove();
+  const order = await api("GET", `/api/admin/orders/${encodeURIComponent(orderId)}`);
+  const items = order.items.map((item) => `${item.quantity} x ${item.name}`).join(", ");
+  const history = (order.history || []).map((event) =>
+    el("li", {}, `${when(event.at)}: ${event.from || "-"} → ${event.to} (${event.actor || "?"})`));
+  const refund = order.refund ? `Refunded ${money(order.refund.amount_cents, order.currency)} (refund ${order.refund.refund_id}).` : "";
+  row.after(el("tr", { class: "order-details" }, el("td", { colspan: "6" },
+    el("div", {}, items, order.card_last4 ? ` · card ···· ${order.card_last4}` : "", " · order id ", el("code", {}, order.id)),
+    refund ? el("div", {}, refund) : null,
+    el("ul", { class: "history" }, history))));
 }
 
 // ---- products --------------------------------------------------------------------------------------------------
