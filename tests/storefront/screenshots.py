@@ -69,6 +69,8 @@ def main(argv: list[str] | None = None) -> int:
         row = admin.locator(f"#admin-orders tr[data-order-id='{shipped}']")
         row.locator("button.advance").click()
         expect(admin.locator("#messages .message.ok")).to_be_visible()
+        admin.locator(f"#admin-orders tr[data-order-id='{shipped}'] button.details").click()
+        expect(admin.locator("#admin-orders tr.order-details")).to_be_visible()
         save(admin, args.out / "storefront-admin-orders.png")
         admin.click("#tab-analytics")
         expect(admin.locator("#orders-chart")).to_be_visible()
