@@ -22,7 +22,7 @@ from sample_shop.kit.admin import AdminApp
 from sample_shop.kit.asgi import BodyLimit
 from sample_shop.kit.auth import UserClaims, bearer_token, verify_token
 from sample_shop.kit.config import ConfigError, ServiceConfig, load_service_config
-from sample_shop.kit.errors import ShopError, install_error_handlers
+from sample_shop.kit.errors import ShopError, document_body_errors, install_error_handlers
 from sample_shop.kit.faults import FaultEffects, FaultRegistry
 from sample_shop.kit.health import install_health_routes
 from sample_shop.kit.logs import setup_logging
@@ -213,6 +213,7 @@ def create_service_app(
     install_health_routes(api, ctx)
     for router in routers:
         api.include_router(router)
+    document_body_errors(api)
 
     app = ShopMiddleware(
         BodyLimit(api),  # inside the middleware, so a 413 is counted and traced like any answer

@@ -10,6 +10,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from sample_shop.kit.auth import AuthError
 
@@ -78,6 +79,17 @@ HTTP_CODES = {
 }
 
 
+def _allowed_methods(request: Request) -> list[str]:
+    """Every method some route of the app answers on this path (for the Allow header of a 405), asked of
+    the router itself so included routers count too."""
+    allowed = []
+    for method in ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"):
+        scope = {**request.scope, "method": method}
+        if any(route.matches(scope)[0] == Match.FULL for route in request.app.router.routes):
+            allowed.append(method)
+    return allowed
+
+
 def install_error_handlers(app: FastAPI) -> None:
     async def on_shop_error(_request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, ShopError)
@@ -89,13 +101,16 @@ def install_error_handlers(app: FastAPI) -> None:
         summary = "; ".join(f"{e['field']}: {e['message']}" for e in errors[:5])
         return error_response(422, "validation_error", summary or "invalid request", errors=errors)
 
-    async def on_http(_request: Request, exc: Exception) -> JSONResponse:
+    async def on_http(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, StarletteHTTPException)
         code = HTTP_CODES.get(exc.status_code, "http_error")
         detail = exc.detail if isinstance(exc.detail, str) else str(exc.detail)
         if exc.status_code == 404 and detail == "Not Found":
             detail = "no such route; see /docs for the API"
-        return error_response(exc.status_code, code, detail, headers=getattr(exc, "headers", None))
+        headers = dict(getattr(exc, "headers", None) or {})
+        if exc.status_code == 405:  # Starlette lists the first matching route's methods only
+            headers["Allow"] = ", ".join(_allowed_methods(request))
+        return error_response(exc.status_code, code, detail, headers=headers or None)
 
     async def on_auth(_request: Request, exc: Exception) -> JSONResponse:
         return error_response(401, "unauthorized", str(exc), headers={"WWW-Authenticate": "Bearer"})
@@ -120,3 +135,49 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(AuthError, on_auth)
     app.add_exception_handler(UpstreamError, on_upstream)
     app.add_exception_handler(DatabaseUnavailable, on_database)
+
+
+_BODY_ERRORS = {
+    "400": "the body is not UTF-8 JSON (`bad_request`)",
+    "413": "the body is over the 256 KiB limit of every service (`payload_too_large`)",
+}
+
+
+def document_body_errors(app: FastAPI) -> None:
+    """Make the OpenAPI document true about bodies: every operation that takes one can answer 400 (the body
+    cannot be parsed: not UTF-8, not JSON) and 413 (over the limit, kit/asgi.py), in the shop's error
+    shape. FastAPI does not list either by itself."""
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is not None:
+            return app.openapi_schema
+        schema = build()
+        for operations in schema.get("paths", {}).values():
+            for operation in operations.values():
+                if not isinstance(operation, dict) or "requestBody" not in operation:
+                    continue
+                responses = operation.setdefault("responses", {})
+                for status, description in _BODY_ERRORS.items():
+                    responses.setdefault(
+                        status,
+                        {
+                            "description": description,
+                            "content": {
+                                "application/json": {
+                                    "schema": {
+                                        "type": "object",
+                                        "required": ["error", "message"],
+                                        "properties": {
+                                            "error": {"type": "string"},
+                                            "message": {"type": "string"},
+                                        },
+                                    }
+                                }
+                            },
+                        },
+                    )
+        app.openapi_schema = schema
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]

@@ -59,7 +59,8 @@ class Card(BaseModel):
     number: str = Field(
         min_length=12,
         max_length=23,
-        pattern=r"^[0-9 -]+$",
+        # the server's rule, stated: 12 to 19 digits, with spaces and dashes anywhere (ignored)
+        pattern=r"^[ -]*(?:[0-9][ -]*){12,19}$",
         examples=["4242424242424242"],
         description="12 to 19 digits; spaces and dashes are ignored",
     )

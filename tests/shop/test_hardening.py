@@ -74,3 +74,27 @@ def test_the_state_folder_and_the_databases_are_private(shop: ShopProcesses) -> 
     assert stat.S_IMODE(data.stat().st_mode) == 0o700
     for path in databases:
         assert stat.S_IMODE(path.stat().st_mode) == 0o600, f"{path}: {oct(path.stat().st_mode)}"
+
+
+def test_options_on_a_path_lists_every_method_it_answers(shop: ShopProcesses) -> None:
+    response = httpx.request("OPTIONS", f"{shop.url('gateway')}/api/cart", timeout=10)
+    assert response.status_code == 405
+    assert {m.strip() for m in response.headers["allow"].split(",")} >= {"GET", "DELETE"}
+
+
+def test_the_openapi_document_states_what_the_server_enforces(shop: ShopProcesses) -> None:
+    import re
+
+    schema = httpx.get(f"{shop.url('gateway')}/openapi.json", timeout=10).json()
+    login = schema["paths"]["/api/auth/login"]["post"]["responses"]
+    assert {"400", "413", "422"} <= set(login)  # unparseable body, over the limit, invalid fields
+    pattern = schema["components"]["schemas"]["Card"]["properties"]["number"]["pattern"]
+    for number, valid in [
+        ("4242424242424242", True),
+        ("4242 4242 4242 4242", True),
+        ("424242424242", True),  # 12
+        ("42424242424", False),  # 11
+        ("42424242424242424242", False),  # 20
+        ("4242-abcd-4242-4242", False),
+    ]:
+        assert bool(re.fullmatch(pattern, number)) is valid, number

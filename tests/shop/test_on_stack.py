@@ -1,6 +1,7 @@
 """The shop inside the stack `testbed up` starts (the suite's session stack: real supervisor, real
 Prometheus): the journey leaves one trace id across services in trace files and logs, the request counters
-reach Prometheus, and a bounded schemathesis run against the gateway's OpenAPI finds no 5xx."""
+reach Prometheus, and a bounded schemathesis run (stateful included) against the gateway finds no 5xx and no
+answer its OpenAPI document does not describe."""
 
 from __future__ import annotations
 
@@ -120,7 +121,9 @@ def test_checkout_on_the_stack_traces_logs_and_counters(
 
 
 @pytest.mark.slow
-def test_schemathesis_finds_no_server_error(stack_ready: StackDescriptor, tmp_path: Path) -> None:
+def test_schemathesis_finds_no_server_error_and_no_schema_violation(
+    stack_ready: StackDescriptor, tmp_path: Path
+) -> None:
     client = login(stack_ready.gateway_url)
     token = client.headers["Authorization"]
     client.close()
@@ -128,14 +131,17 @@ def test_schemathesis_finds_no_server_error(stack_ready: StackDescriptor, tmp_pa
         str(Path(sys.executable).with_name("schemathesis")),
         "run",
         stack_ready.gateway_url + "/openapi.json",
+        # any 5xx, and any answer the OpenAPI document does not describe (status, content type, body)
         "--checks",
-        "not_a_server_error",
+        "not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance",
+        "--phases",
+        "examples,fuzzing,stateful",  # stateful: links between operations (register -> login -> ...)
         "--max-examples",
         "5",
         "--seed",
         "7",
         "--max-time",
-        "40",
+        "90",  # bounded: the whole test stays under 2 minutes
         "--request-timeout",
         "10",
         "--header",
