@@ -1,60 +1,75 @@
-"""HTTP face of the fault controller (docs/architecture.md, "Control API").
+"""The control API of a stack (docs/architecture.md, "Control API"): one app factory for both targets.
 
-`fault_router(controller, token)` is mounted by the local supervisor on its control API; `create_app` wraps
-the same router into the standalone app of `python -m sample_shop.faultd` (kind), adding /healthz, /metrics
-and POST /phases, which the supervisor serves itself locally.
+`create_control_app` serves
+- GET /healthz, the only route without the bearer token (it says "alive" and which discovery runs);
+- GET /openapi.json, GET /metrics, POST /phases;
+- the fault controller's /faults and /policy routes;
+- and the routes a runtime adds (`routes`): the local supervisor adds GET /processes.
+The local supervisor mounts it in its own process (testbed/runtime/supervisor.py); on kind it is
+`python -m sample_shop.faultd` (faultd/__main__.py).
 
-Every route needs `Authorization: Bearer <token>`. Errors are `{"errors": [{"field", "message"}]}`; bodies
-are parsed here, not by FastAPI's models, so a wrong body gets the fault vocabulary's own messages.
+The token check, the `{"errors": [{"field", "message"}]}` envelope and body parsing are kit/control.py's,
+shared with the per-replica admin API. Fault and policy bodies are parsed here, not by FastAPI's models, so a
+wrong body gets the fault vocabulary's own messages (kit/faultspec.py); POST /phases is a pydantic model.
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
-import secrets
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
 
 from fastapi import APIRouter, Depends, FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
+from pydantic import BaseModel, Field, field_validator
 
-from sample_shop.faultd.controller import ControlError, FaultController
+from sample_shop.faultd.controller import FaultController
 from sample_shop.faultd.phases import PHASE_STATES, PHASES, PhaseBoard
+from sample_shop.kit.control import BEARER_CHALLENGE, ControlError, check_bearer, errors_body, parse_json_body
 from sample_shop.topology import MAX_REPLICAS
 
 MAX_BODY_BYTES = 64 * 1024
+FAULT_EXAMPLE = '{"kind": "latency", "params": {"ms": 200}}'
+PROMETHEUS_TEXT = "text/plain; version=0.0.4; charset=utf-8"
+MAX_EXPERIMENT_NAME = 200
 
 
-def _error(status: int, field: str, message: str) -> JSONResponse:
-    return JSONResponse({"errors": [{"field": field, "message": message}]}, status_code=status)
+class PhaseIn(BaseModel):
+    """POST /phases: an experiment's phase starts or ends (the `testbed_experiment_phase` gauge)."""
+
+    experiment: str = Field(min_length=1, max_length=MAX_EXPERIMENT_NAME)
+    phase: str
+    state: str
+
+    @field_validator("phase")
+    @classmethod
+    def _known_phase(cls, value: str) -> str:
+        if value not in PHASES:
+            raise ValueError(f"unknown phase {value!r}; one of {', '.join(PHASES)}")
+        return value
+
+    @field_validator("state")
+    @classmethod
+    def _known_state(cls, value: str) -> str:
+        if value not in PHASE_STATES:
+            raise ValueError(f"unknown state {value!r}; one of {', '.join(PHASE_STATES)}")
+        return value
 
 
-class _Unauthorized(Exception):
-    pass
+def bearer_dependency(token: str, where: str) -> Callable[[Request], None]:
+    """A FastAPI dependency refusing a request without the token (kit/control.py's check)."""
 
-
-def bearer_check(token: str) -> Any:
-    async def check(request: Request) -> None:
-        scheme, _, given = request.headers.get("authorization", "").partition(" ")
-        if scheme.lower() != "bearer" or not secrets.compare_digest(given.strip().encode(), token.encode()):
-            raise _Unauthorized()
+    def check(request: Request) -> None:
+        refusal = check_bearer(request.headers.get("authorization"), token, where)
+        if refusal is not None:
+            raise refusal
 
     return check
 
 
 async def _json_body(request: Request) -> Any:
-    raw = await request.body()
-    if len(raw) > MAX_BODY_BYTES:
-        raise ControlError(413, "body", f"larger than {MAX_BODY_BYTES} bytes")
-    if not raw.strip():
-        raise ControlError(
-            422, "body", 'empty: send a JSON object such as {"kind": "latency", "params": {"ms": 200}}'
-        )
-    try:
-        return json.loads(raw)
-    except ValueError as exc:
-        raise ControlError(422, "body", f"invalid JSON: {exc}") from None
+    return parse_json_body(await request.body(), MAX_BODY_BYTES, FAULT_EXAMPLE)
 
 
 def _replica_param(request: Request) -> int | None:
@@ -72,69 +87,67 @@ def _replica_param(request: Request) -> int | None:
     return value
 
 
-async def _answer(work: Any, status: int = 200) -> JSONResponse:
-    try:
-        return JSONResponse(await work, status_code=status)
-    except ControlError as exc:
-        return JSONResponse(exc.to_dict(), status_code=exc.status)
-
-
-def fault_router(controller: FaultController, token: str) -> APIRouter:
-    """The /faults and /policy routes. The token is checked here too, so the router is safe wherever it
-    is mounted."""
-    router = APIRouter(dependencies=[Depends(bearer_check(token))])
+def fault_router(controller: FaultController) -> APIRouter:
+    """The /faults and /policy routes (the token is checked by the app that includes them)."""
+    router = APIRouter()
 
     @router.get("/faults")
-    async def list_faults() -> JSONResponse:
-        return await _answer(controller.list_faults())
+    async def list_faults() -> dict[str, Any]:
+        return await controller.list_faults()
 
-    @router.post("/faults/{service}")
-    async def inject(service: str, request: Request) -> JSONResponse:
-        try:
-            replica = _replica_param(request)
-            body = await _json_body(request)
-        except ControlError as exc:
-            return JSONResponse(exc.to_dict(), status_code=exc.status)
-        return await _answer(controller.inject(service, body, replica), status=201)
+    @router.post("/faults/{service}", status_code=201)
+    async def inject(service: str, request: Request) -> dict[str, Any]:
+        replica = _replica_param(request)
+        return await controller.inject(service, await _json_body(request), replica)
 
     @router.delete("/faults")
-    async def clear_all() -> JSONResponse:
-        return await _answer(controller.clear())
+    async def clear_all() -> dict[str, Any]:
+        return await controller.clear()
 
     @router.delete("/faults/{service}")
-    async def clear_service(service: str) -> JSONResponse:
-        return await _answer(controller.clear(service))
+    async def clear_service(service: str) -> dict[str, Any]:
+        return await controller.clear(service)
 
     @router.delete("/faults/{service}/{fault_id}")
-    async def clear_one(service: str, fault_id: str) -> JSONResponse:
-        return await _answer(controller.clear(service, fault_id))
+    async def clear_one(service: str, fault_id: str) -> dict[str, Any]:
+        return await controller.clear(service, fault_id)
 
     @router.get("/policy")
-    async def list_policies() -> JSONResponse:
-        return await _answer(controller.list_policies())
+    async def list_policies() -> dict[str, Any]:
+        return await controller.list_policies()
 
     @router.put("/policy/{service}")
-    async def set_policy(service: str, request: Request) -> JSONResponse:
-        try:
-            body = await _json_body(request)
-        except ControlError as exc:
-            return JSONResponse(exc.to_dict(), status_code=exc.status)
-        return await _answer(controller.set_policy(service, body))
+    async def set_policy(service: str, request: Request) -> dict[str, Any]:
+        return await controller.set_policy(service, await _json_body(request))
 
     @router.delete("/policy")
-    async def reset_all_policies() -> JSONResponse:
-        return await _answer(controller.clear_policy())
+    async def reset_all_policies() -> dict[str, Any]:
+        return await controller.clear_policy()
 
     @router.delete("/policy/{service}")
-    async def reset_policy(service: str) -> JSONResponse:
-        return await _answer(controller.clear_policy(service))
+    async def reset_policy(service: str) -> dict[str, Any]:
+        return await controller.clear_policy(service)
 
     return router
 
 
-def create_app(controller: FaultController, token: str, phases: PhaseBoard | None = None) -> FastAPI:
-    """The standalone control API of the fault controller (kind): faults, policy, phases, metrics."""
+def create_control_app(
+    controller: FaultController,
+    token: str,
+    *,
+    phases: PhaseBoard | None = None,
+    metrics: Callable[[], bytes] | None = None,
+    routes: Sequence[APIRouter] = (),
+    token_hint: str = "the stack's token",
+    title: str = "control API",
+) -> FastAPI:
+    """The control API around `controller`. `metrics` renders GET /metrics (default: the phase board);
+    `routes` are added behind the token; `token_hint` says in a 401/403 where the token is. The app's
+    lifespan starts and stops the controller; a server run without lifespan (the supervisor's) starts it
+    itself (`FaultController.start` is idempotent)."""
     board = phases or PhaseBoard()
+    render = metrics or board.render
+    auth = [Depends(bearer_dependency(token, token_hint))]
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -144,20 +157,18 @@ def create_app(controller: FaultController, token: str, phases: PhaseBoard | Non
         finally:
             await controller.stop()
 
-    # the schema is served by our own route below, behind the token: /healthz is the only open route
-    app = FastAPI(
-        title="fault controller", docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan
-    )
+    # the schema is served below, behind the token: it maps every route of the control plane
+    app = FastAPI(title=title, docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan)
 
-    @app.get("/openapi.json", dependencies=[Depends(bearer_check(token))], include_in_schema=False)
-    async def openapi() -> JSONResponse:
-        return JSONResponse(app.openapi())
+    @app.exception_handler(ControlError)
+    async def refused(_: Request, exc: ControlError) -> JSONResponse:
+        headers = BEARER_CHALLENGE if exc.status == 401 else None
+        return JSONResponse(exc.to_dict(), status_code=exc.status, headers=headers)
 
-    @app.exception_handler(_Unauthorized)
-    async def unauthorized(_: Request, __: _Unauthorized) -> JSONResponse:
-        return _error(
-            401, "Authorization", "missing or wrong bearer token; send 'Authorization: Bearer <token>'"
-        )
+    @app.exception_handler(RequestValidationError)
+    async def invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
+        pairs = [(".".join(str(p) for p in e["loc"]), str(e["msg"])) for e in exc.errors()]
+        return JSONResponse(errors_body(pairs), status_code=422)
 
     @app.get("/healthz")
     async def healthz() -> dict[str, Any]:
@@ -167,30 +178,19 @@ def create_app(controller: FaultController, token: str, phases: PhaseBoard | Non
             "error": controller.last_discovery_error,
         }
 
-    @app.get("/metrics", dependencies=[Depends(bearer_check(token))])  # Prometheus sends the token
-    async def metrics() -> Response:
-        return Response(board.render(), media_type="text/plain; version=0.0.4; charset=utf-8")
+    @app.get("/openapi.json", dependencies=auth, include_in_schema=False)
+    async def openapi() -> dict[str, Any]:
+        return app.openapi()
 
-    @app.post("/phases", dependencies=[Depends(bearer_check(token))])
-    async def post_phase(request: Request) -> JSONResponse:
-        try:
-            body = await _json_body(request)
-        except ControlError as exc:
-            return JSONResponse(exc.to_dict(), status_code=exc.status)
-        if (
-            not isinstance(body, dict)
-            or not isinstance(body.get("experiment"), str)
-            or not body["experiment"]
-        ):
-            return _error(422, "experiment", "required: the experiment's name")
-        if body.get("phase") not in PHASES:
-            return _error(422, "phase", f"unknown phase {body.get('phase')!r}; one of {', '.join(PHASES)}")
-        if body.get("state") not in PHASE_STATES:
-            return _error(
-                422, "state", f"unknown state {body.get('state')!r}; one of {', '.join(PHASE_STATES)}"
-            )
-        event = board.record(body["experiment"][:200], body["phase"], body["state"])
-        return JSONResponse(event)
+    @app.get("/metrics", dependencies=auth)  # Prometheus sends the token (its scrape config's token file)
+    async def get_metrics() -> Response:
+        return Response(render(), media_type=PROMETHEUS_TEXT)
 
-    app.include_router(fault_router(controller, token))
+    @app.post("/phases", dependencies=auth)
+    async def post_phase(body: PhaseIn) -> dict[str, Any]:
+        return board.record(body.experiment, body.phase, body.state)
+
+    app.include_router(fault_router(controller), dependencies=auth)
+    for router in routes:
+        app.include_router(router, dependencies=auth)
     return app

@@ -28,7 +28,9 @@ from sample_shop.faultd.desired import (
     policy_version,
     push_body,
 )
-from sample_shop.faultd.discovery import Discovery, DiscoveryError, Replica
+from sample_shop.faultd.discovery import Discovery, DiscoveryError, ProcessTableDiscovery, Replica
+from sample_shop.faultd.processes import ProcessControl, ReplicaProcess
+from sample_shop.kit.control import ControlError
 from sample_shop.kit.faultspec import (
     PROCESS_KINDS,
     TTL_RANGE_S,
@@ -46,20 +48,6 @@ RECONCILE_S = 0.5
 PUSH_TIMEOUT_S = 2.0
 LIST_TIMEOUT_S = 1.0
 MAX_PAUSE_S = 600.0  # the supervisor's bound on a pause
-
-
-class ControlError(Exception):
-    """A request the controller refuses; `status` is the HTTP status, `field` what is wrong."""
-
-    def __init__(
-        self, status: int, field: str, message: str, more: list[tuple[str, str]] | None = None
-    ) -> None:
-        super().__init__(message)
-        self.status, self.field, self.message = status, field, message
-        self.errors = [(field, message), *(more or [])]
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"errors": [{"field": f, "message": m} for f, m in self.errors]}
 
 
 @dataclass
@@ -83,13 +71,13 @@ class FaultController:
         self,
         discovery: Discovery,
         token: str,
-        processes: Any | None = None,
+        processes: ProcessControl | None = None,
         *,
         clock: Callable[[], float] = time.time,
         reconcile_s: float = RECONCILE_S,
     ) -> None:
         self.discovery = discovery
-        self.processes = processes  # local process control (duck-typed ProcessControl), None on kind
+        self.processes = processes  # the local supervisor's process table; None on kind
         self.clock = clock
         self.reconcile_s = reconcile_s
         self.desired = DesiredState()
@@ -130,7 +118,7 @@ class FaultController:
                 await asyncio.wait_for(self._wake.wait(), timeout=self.reconcile_s)
             self._wake.clear()
 
-    def replica_ready(self, _replica: Any = None) -> None:
+    def replica_ready(self, _replica: ReplicaProcess | None = None) -> None:
         """A replica (re)started and answers: reconcile now instead of at the next tick."""
         self._wake.set()
 
@@ -279,19 +267,14 @@ class FaultController:
             )
         results = []
         for target in targets:
-            try:
-                if kind == "kill":
-                    done = await self.processes.kill(service, target.replica)
-                elif kind == "pause":
-                    done = await self.processes.pause(service, target.replica, ttl_s)
-                else:
-                    done = await self.processes.restart(service, target.replica)
-            except Exception as exc:  # ProcessError of the supervisor (duck-typed: status, message)
-                status = getattr(exc, "status", None)
-                if not isinstance(status, int):
-                    raise
-                raise ControlError(status, "replica", getattr(exc, "message", str(exc))) from None
-            results.append(done.to_dict() if hasattr(done, "to_dict") else dict(done))
+            # a refusal (not running, already paused) is a ControlError: it answers as it is
+            if kind == "kill":
+                done = await self.processes.kill(service, target.replica)
+            elif kind == "pause":
+                done = await self.processes.pause(service, target.replica, ttl_s)
+            else:
+                done = await self.processes.restart(service, target.replica)
+            results.append(done.to_dict())
         self.replica_ready()
         log.warning(
             "process fault",
@@ -316,7 +299,7 @@ class FaultController:
             for paused in self.processes.paused():
                 if service is None or paused.service == service:
                     done = self.processes.resume(paused.service, paused.replica)
-                    resumed.append(done.to_dict() if hasattr(done, "to_dict") else dict(done))
+                    resumed.append(done.to_dict())
         try:
             replicas = await self._replicas()
         except ControlError:
@@ -494,3 +477,13 @@ def _spec_error(exc: FaultSpecError) -> ControlError:
     first, *rest = exc.errors
     status = 404 if first.field == "service" else 422
     return ControlError(status, first.field, first.message, [(e.field, e.message) for e in rest])
+
+
+def local_controller(processes: ProcessControl, token: str) -> FaultController:
+    """The controller of a local stack, on the running event loop: it finds the replicas in the supervisor's
+    process table, does process faults through it, and re-applies faults as soon as the table reports a
+    (re)started replica ready."""
+    controller = FaultController(ProcessTableDiscovery(processes), token, processes)
+    controller.start()
+    processes.add_ready_listener(controller.replica_ready)
+    return controller

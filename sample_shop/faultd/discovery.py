@@ -1,8 +1,8 @@
 """Where the replicas are: a small interface with two implementations.
 
 - `ProcessTableDiscovery` (local): the supervisor's process table, handed to the fault controller when the
-  supervisor mounts its routes. It is duck-typed (`ProcessControl` in testbed/runtime/base.py): the shop
-  never imports the testbed.
+  supervisor mounts the control API (`ProcessControl` in faultd/processes.py: the testbed imports the
+  shop's types, never the other way round).
 - `KubernetesDiscovery` (kind): the pods of the shop services in the controller's namespace, listed through
   the API server with the pod's service-account token (plain HTTPS with httpx, so the image needs no
   Kubernetes client library). Each pod's admin port is its container port named `admin`.
@@ -20,6 +20,7 @@ from typing import Any, Protocol
 
 import httpx
 
+from sample_shop.faultd.processes import ProcessControl
 from sample_shop.topology import ADMIN_PORT_OFFSET, SERVICES
 
 SERVICE_LABEL = "app.kubernetes.io/name"
@@ -52,12 +53,11 @@ class Discovery(Protocol):
 
 
 class ProcessTableDiscovery:
-    """The local supervisor's process table (any object with `replicas()` returning ReplicaProcess-like
-    objects: service, replica, admin_url, pid, started_at, state, paused_until)."""
+    """The local supervisor's process table."""
 
     name = "local"
 
-    def __init__(self, processes: Any) -> None:
+    def __init__(self, processes: ProcessControl) -> None:
         self.processes = processes
 
     async def replicas(self) -> list[Replica]:

@@ -139,7 +139,8 @@ class ServiceConfig:
         return self.state_dir / "traces" / f"{self.instance}.jsonl"
 
 
-def _admin_token(env: Env) -> str:
+def read_admin_token(env: Env) -> str:
+    """The bearer token of the admin and control APIs: SHOP_ADMIN_TOKEN, else SHOP_ADMIN_TOKEN_FILE's."""
     token = _raw(env, "SHOP_ADMIN_TOKEN")
     if token is not None:
         return token
@@ -207,7 +208,7 @@ def load_service_config(service: str, env: Env | None = None) -> ServiceConfig:
         state_dir=state_dir,
         upstreams=upstreams,
         database_url=database_url,
-        admin_token=_admin_token(env),
+        admin_token=read_admin_token(env),
         jwt_secret=read_env_str(
             env, "SHOP_JWT_SECRET", required_hint="every service signs or verifies user tokens with it"
         ),

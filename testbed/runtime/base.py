@@ -7,7 +7,7 @@ asks which target it runs on.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal, Protocol, runtime_checkable
 
@@ -151,44 +151,3 @@ class Target(Protocol):
     def pause(self, service: str, replica: int, seconds: float) -> dict[str, Any]: ...
 
     def restart(self, service: str, replica: int) -> dict[str, Any]: ...
-
-
-@dataclass
-class ReplicaProcess:
-    """A replica as the process table exposes it to the control API and to the fault controller."""
-
-    service: str
-    replica: int
-    port: int
-    admin_port: int
-    url: str
-    admin_url: str
-    pid: int | None
-    state: str
-    restarts: int
-    started_at: float | None  # unix time of the last (re)start
-    paused_until: float | None = None
-    exit_code: int | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-ReplicaListener = Callable[[ReplicaProcess], Awaitable[None] | None]
-
-
-class ProcessControl(Protocol):
-    """What the local supervisor offers the fault controller (`sample_shop.faultd`) when it mounts its routes
-    on the control API. faultd must not import `testbed`; it relies on this shape only (duck typing)."""
-
-    def replicas(self, service: str | None = None) -> list[ReplicaProcess]: ...
-
-    async def kill(self, service: str, replica: int) -> ReplicaProcess: ...
-
-    async def pause(self, service: str, replica: int, seconds: float) -> ReplicaProcess: ...
-
-    async def restart(self, service: str, replica: int) -> ReplicaProcess: ...
-
-    def add_ready_listener(self, listener: ReplicaListener) -> None:
-        """`listener(replica)` runs each time a replica (re)started and answers /healthz (re-apply faults)."""
-        ...

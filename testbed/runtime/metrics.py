@@ -10,8 +10,8 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, Metric
 
 from sample_shop.faultd.phases import PHASE_STATES, PHASES, PhaseBoard
+from sample_shop.faultd.processes import ReplicaProcess
 from sample_shop.topology import PROCESS_RESTARTS
-from testbed.runtime.base import ReplicaProcess
 
 __all__ = ["PHASES", "PHASE_STATES", "PhaseBoard", "SupervisorMetrics"]
 

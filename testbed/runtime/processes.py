@@ -26,8 +26,9 @@ from typing import IO
 import httpx
 import psutil
 
+from sample_shop.faultd.processes import ReplicaListener, ReplicaProcess
+from sample_shop.kit.control import ControlError
 from testbed.runtime.backoff import RestartPolicy
-from testbed.runtime.base import ReplicaListener, ReplicaProcess
 from testbed.runtime.files import file_size
 
 log = logging.getLogger("testbed.supervisor")
@@ -37,13 +38,12 @@ MAX_PAUSE_S = 600.0
 _LIBC = ctypes.CDLL(None, use_errno=True) if sys.platform.startswith("linux") else None
 
 
-class ProcessError(Exception):
-    """A process operation that cannot be done; `status` is the HTTP status the control API answers."""
+class ProcessError(ControlError):
+    """A process operation that cannot be done; `status` is the HTTP status the control API answers (with
+    the field `replica`)."""
 
     def __init__(self, message: str, status: int = 409) -> None:
-        super().__init__(message)
-        self.message = message
-        self.status = status
+        super().__init__(status, "replica", message)
 
 
 def die_with_parent(parent_pid: int) -> Callable[[], None]:
@@ -117,7 +117,7 @@ class ManagedProcess:
 
 
 class ProcessTable:
-    """Implements `testbed.runtime.base.ProcessControl` for the local supervisor."""
+    """Implements `sample_shop.faultd.processes.ProcessControl` for the local supervisor."""
 
     def __init__(self, policy: RestartPolicy | None = None, stop_grace_s: float = 5.0) -> None:
         self.policy = policy or RestartPolicy()

@@ -22,7 +22,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 import psutil
@@ -36,7 +36,7 @@ from testbed.runtime.envcontract import service_env
 from testbed.runtime.files import log_tail, write_private
 from testbed.runtime.layout import PortPlan, StateLayout, loopback_url
 from testbed.runtime.logship import LogShipper
-from testbed.runtime.metrics import PhaseBoard
+from testbed.runtime.metrics import PhaseBoard, SupervisorMetrics
 from testbed.runtime.observers import Observers, plan_observers
 from testbed.runtime.options import make_options
 from testbed.runtime.ports import busy_ports_message, listening
@@ -44,10 +44,11 @@ from testbed.runtime.probes import Probe, probe_http, prometheus_up, readiness, 
 from testbed.runtime.processes import ManagedProcess, ProcessSpec, ProcessTable
 from testbed.runtime.prometheus import ScrapeTarget, prometheus_command, prometheus_config, render_config
 
+if TYPE_CHECKING:
+    from sample_shop.faultd.controller import FaultController
+
 log = logging.getLogger("testbed.supervisor")
 STARTUP_CRASH_LIMIT = 3  # a process that crashes this often while the stack starts fails `up`
-FAULTD_MODULE = "sample_shop.faultd"
-FAULTD_FACTORY = "create_control_router"
 
 
 def write_slo_rules(rules_dir: Path) -> tuple[str, int]:
@@ -70,16 +71,6 @@ def write_slo_rules(rules_dir: Path) -> tuple[str, int]:
             hint="fix the SLO files (`testbed slo rules --check` says what is wrong), then run up again",
         ) from exc
     return f"{len(written)} SLO rule file(s) written to {rules_dir}", len(written)
-
-
-def load_fault_router(processes: ProcessTable, token: str) -> Any:
-    """The fault controller's /faults and /policy routes (sample_shop.faultd), mounted on the control API.
-    Called on the running event loop: the controller starts its reconcile loop there."""
-    module = importlib.import_module(FAULTD_MODULE)
-    factory = getattr(module, FAULTD_FACTORY, None)
-    if factory is None:
-        raise RuntimeFailure(f"{FAULTD_MODULE} has no {FAULTD_FACTORY}: the control API cannot serve faults")
-    return factory(processes=processes, token=token)
 
 
 class _Server:
@@ -126,6 +117,7 @@ class Supervisor:
     rules_pending: int = 0  # rule files written but not yet loaded by Prometheus
     ready: bool = False
     stop_event: asyncio.Event = field(default_factory=asyncio.Event)
+    controller: FaultController | None = None  # the control API's fault controller, once it serves
     started: float = field(default_factory=time.monotonic)
 
     # ---- preparation (before any process starts) -------------------------------------------------
@@ -369,6 +361,25 @@ class Supervisor:
 
     # ---- running ---------------------------------------------------------------------------------
 
+    def control_app(self) -> Any:
+        """The control API (sample_shop.faultd.api) on this stack's process table, plus GET /processes.
+        Built after the spawn, on the running event loop: FastAPI's import is slow and the children's
+        start-up matters more; the fault controller starts its reconcile loop on this loop."""
+        from sample_shop.faultd.api import create_control_app
+        from sample_shop.faultd.controller import local_controller
+        from testbed.runtime.process_routes import process_router
+
+        self.controller = local_controller(self.processes, self.token)
+        return create_control_app(
+            self.controller,
+            self.token,
+            phases=self.phases,
+            metrics=SupervisorMetrics(self.phases, self.processes.replicas).render,
+            routes=[process_router(self.processes, self.others)],
+            token_hint=f"the token file {self.layout.token_file}",
+            title="testbed control API",
+        )
+
     async def run(self) -> int:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
@@ -385,19 +396,7 @@ class Supervisor:
             tasks.append(loop.create_task(self.processes.monitor()))
             note, self.rules_pending = write_slo_rules(self.layout.rules_dir)
             self.notes.append(note)
-            # imported after the spawn: FastAPI's import is slow and the children's start-up matters more
-            from testbed.runtime.control_api import create_control_app
-
-            fault_router = load_fault_router(self.processes, self.token)
-            app = create_control_app(
-                self.processes,
-                self.phases,
-                self.token,
-                str(self.layout.token_file),
-                fault_router,
-                self.others,
-            )
-            server = _Server(app, self.ports.control)
+            server = _Server(self.control_app(), self.ports.control)
             serve_task = loop.create_task(server.serve())
             tasks.append(serve_task)
             if self.exit_with_pid:
@@ -435,6 +434,8 @@ class Supervisor:
             self.processes.kill_all_now()
         if server is not None:
             server.stop()
+        if self.controller is not None:
+            await self.controller.stop()
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)

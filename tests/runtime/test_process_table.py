@@ -14,8 +14,8 @@ from pathlib import Path
 import psutil
 import pytest
 
+from sample_shop.faultd.processes import ReplicaProcess
 from testbed.runtime.backoff import RestartPolicy
-from testbed.runtime.base import ReplicaProcess
 from testbed.runtime.processes import ProcessError, ProcessSpec, ProcessTable
 
 SLEEPER = ["sleep", "60"]

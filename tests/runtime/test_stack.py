@@ -174,6 +174,33 @@ def test_phases_are_exported(
     wait_until(lambda: prom.values(query, "phase").get("fault") == 0.0, 10, message="phase end in Prometheus")
 
 
+def test_phases_are_validated_once_and_never_truncated(stack: StackDescriptor, control: httpx.Client) -> None:
+    """The one POST /phases (sample_shop/faultd/api.py, the same on kind): a pydantic model. A name longer
+    than 200 characters is refused with 422 naming the field, not cut to 200 and recorded; the board keeps
+    nothing of a refused post."""
+    long_name = "x" * 201
+    refused = control.post("/phases", json={"experiment": long_name, "phase": "fault", "state": "start"})
+    assert refused.status_code == 422, refused.text
+    assert refused.json()["errors"][0]["field"] == "body.experiment", refused.text
+    assert "at most 200 characters" in refused.json()["errors"][0]["message"]
+    assert ("x" * 200) not in control.get("/metrics").text
+    wrong_state = control.post("/phases", json={"experiment": "x", "phase": "fault", "state": "later"})
+    assert wrong_state.status_code == 422 and "unknown state 'later'" in wrong_state.text
+    exact = control.post("/phases", json={"experiment": "y" * 200, "phase": "baseline", "state": "end"})
+    assert exact.status_code == 200 and exact.json()["experiment"] == "y" * 200, exact.text
+
+
+def test_control_api_schema_needs_the_token(stack: StackDescriptor, control: httpx.Client) -> None:
+    """/openapi.json maps every route of the control plane: only /healthz answers without the token."""
+    anonymous = httpx.get(f"{stack.control_url}/openapi.json", timeout=5)
+    assert anonymous.status_code == 401 and anonymous.headers["www-authenticate"] == "Bearer"
+    wrong = httpx.get(f"{stack.control_url}/openapi.json", headers={"Authorization": "Bearer no"}, timeout=5)
+    assert wrong.status_code == 403, wrong.text
+    schema = control.get("/openapi.json")
+    assert schema.status_code == 200
+    assert {"/faults", "/policy", "/phases", "/metrics", "/processes"} <= set(schema.json()["paths"])
+
+
 def test_control_api_rejects_bad_requests_clearly(stack: StackDescriptor, control: httpx.Client) -> None:
     for path in ("/processes", "/metrics", "/openapi.json"):  # /healthz is the one open route
         anonymous = httpx.get(f"{stack.control_url}{path}", timeout=5)
