@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 from load.mixes import DEFAULT_MIX, MIXES
-from load.profiles import PROFILES, LoadConfigError, resolve_params
+from load.profiles import MAX_WORKERS, PROFILES, LoadConfigError, resolve_params, resolve_workers
 from load.results import default_out_dir
 from load.target import check_reachable, resolve_target
 from sample_shop.basics import format_duration
@@ -50,6 +50,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="scale the shoppers' 1-4 s think time (default 1; 0 = no pauses, for benchmarks)",
     )
     parser.add_argument("--mix", help=f"journey mix: {', '.join(MIXES)} (default {DEFAULT_MIX}; see below)")
+    parser.add_argument(
+        "--workers",
+        help=f"run the users in N local worker processes under a Locust master (0..{MAX_WORKERS}; "
+        "default 0 = in this process); the result files are the same",
+    )
     parser.add_argument("--out", type=Path, help="result folder (default load-results/<UTC time>-<profile>)")
     parser.add_argument("--host", help="gateway base URL (default: gateway_url of the running stack)")
     parser.add_argument(
@@ -85,6 +90,7 @@ def main(argv: list[str] | None = None) -> int:
         params = resolve_params(
             args.profile, args.users, args.duration, args.spawn_rate, args.think_time_factor, args.mix
         )
+        workers = resolve_workers(args.workers)
         target = resolve_target(
             args.host,
             state_dir=args.state_dir,
@@ -125,6 +131,7 @@ def main(argv: list[str] | None = None) -> int:
             args.parent_pid,
             args.progress,
             metrics_host=args.metrics_host,
+            workers=workers,
         )
     )
 

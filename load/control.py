@@ -28,7 +28,7 @@ from typing import Any
 import psutil
 
 from load.bounds import STOP_TIMEOUT_S, hard_limit_s
-from load.profiles import LoadParams, resolve_params
+from load.profiles import LoadParams, resolve_params, resolve_workers
 from load.results import LOG_FILE, PROGRESS_JSONL, SUMMARY_JSON, read_summary
 from load.target import check_reachable, resolve_target
 from sample_shop.basics import write_json_atomic
@@ -117,10 +117,12 @@ def start_load(
     metrics_port: int | None = None,
     allow_non_loopback: bool = False,
     ready_timeout_s: float = READY_TIMEOUT_S,
+    workers: Any = None,
 ) -> LoadHandle:
     """Validate, start `python -m load` in the background, wait until it runs, record and return its
     handle. Raises LoadConfigError for bad parameters (nothing started), LoadError when it cannot run."""
     params = resolve_params(profile, users, duration, spawn_rate, think_time_factor, mix)
+    worker_count = resolve_workers(workers)
     target = resolve_target(
         host, state_dir=state_dir, metrics_port=metrics_port, allow_non_loopback=allow_non_loopback
     )
@@ -145,6 +147,8 @@ def start_load(
     ]  # fmt: skip
     if allow_non_loopback:
         argv.append("--allow-non-loopback")
+    if worker_count:
+        argv += ["--workers", str(worker_count)]
     with (out / STDERR_FILE).open("wb") as stderr:
         child = subprocess.Popen(
             argv,

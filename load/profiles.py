@@ -200,6 +200,22 @@ def check_profile(name: Any) -> ProfileSpec:
     return PROFILES[name]
 
 
+MAX_WORKERS = 16  # local worker processes; more than the machine's cores only adds overhead
+
+
+def resolve_workers(value: Any) -> int:
+    """`--workers`: 0 (the users run in the load process itself) up to MAX_WORKERS worker processes."""
+    if value is None:
+        return 0
+    try:
+        workers = int(value)
+    except (TypeError, ValueError):
+        raise LoadConfigError("workers", f"{value!r} is not a whole number (0..{MAX_WORKERS})") from None
+    if not 0 <= workers <= MAX_WORKERS:
+        raise LoadConfigError("workers", f"{workers} is outside 0..{MAX_WORKERS}")
+    return workers
+
+
 def resolve_params(
     profile: Any,
     users: Any = None,

@@ -7,6 +7,9 @@ files, progress events, and the bounds that make sure the load never outlives it
 - with `parent_pid`, the run stops as soon as that process is gone (a killed `chaos run`);
 - SIGTERM / SIGINT stop it early, and the results are still written.
 
+With `workers` > 0 this process is Locust's master and N local worker processes run the users
+(load/distributed.py); the result files are the same.
+
 Imported only by `python -m load`: importing Locust monkey-patches the standard library."""
 
 from __future__ import annotations
@@ -22,15 +25,16 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, TextIO
+from typing import Any, Literal, Protocol, TextIO
 
 import gevent
 import psutil
 from locust.env import Environment
-from locust.runners import STATE_STOPPED, LocalRunner
+from locust.runners import STATE_STOPPED, Runner
 from locust.stats import PERCENTILES_TO_REPORT, StatsCSVFileWriter
 
 from load.bounds import STOP_TIMEOUT_S, deadline_s, hard_limit_s
+from load.distributed import METRICS_MESSAGE, WorkerProcesses, free_port, merge_parts
 from load.exporter import ClientMetrics, MetricsServer
 from load.journeys import configure
 from load.profiles import LoadParams, peak_users
@@ -66,6 +70,7 @@ class RunConfig:
     parent_pid: int | None = None
     progress: Literal["text", "jsonl", "none"] = "text"
     metrics_host: str = "127.0.0.1"  # 0.0.0.0 only inside a pod, where Prometheus scrapes from outside
+    workers: int = 0  # 0 = the users run in this process; N = Locust master + N local worker processes
 
 
 class Progress:
@@ -175,9 +180,25 @@ def _run(config: RunConfig, progress: Progress) -> int:
             return 3
     out = config.out_dir
     env = _environment(config)
-    runner = env.create_local_runner()
-    recorder = RequestRecorder(out / REQUESTS_PARQUET)
-    env.events.request.add_listener(_request_listener(recorder, metrics, runner))
+    recorder: RequestRecorder | None = None
+    workers: WorkerProcesses | None = None
+    if config.workers:
+        runner: Runner = env.create_master_runner("127.0.0.1", (port := free_port()))
+        _receive_worker_metrics(env, runner, metrics)
+        workers = WorkerProcesses(config.workers, config.params, config.host, port, out)
+        try:
+            workers.wait_connected(runner)
+        except RuntimeError as exc:
+            runner.quit()
+            workers.wait_ended()
+            if server is not None:
+                server.stop()
+            progress.emit("error", message=str(exc))
+            return 3
+    else:
+        runner = env.create_local_runner()
+        recorder = RequestRecorder(out / REQUESTS_PARQUET)
+        env.events.request.add_listener(request_listener(recorder, metrics, runner))
     csv_writer = _CsvWriter(env, PERCENTILES_TO_REPORT, str(out / LOCUST_CSV_PREFIX), full_history=True)
     csv_greenlet = gevent.spawn(csv_writer.stats_writer)
     stop = _StopRequest()
@@ -196,25 +217,33 @@ def _run(config: RunConfig, progress: Progress) -> int:
         params=params.to_dict(),
         metrics_port=config.metrics_port,
         deadline=utc_iso(started + stop_after_s),
+        workers=config.workers,
     )
     runner.start_shape()
-    max_users = 0
+    watch = _Watch(workers)
     try:
-        max_users = _watch(config, runner, metrics, progress, stop, started)
+        _watch(config, runner, metrics, progress, stop, started, watch)
     finally:
-        runner.quit()  # stops the users (each finishes its step, up to STOP_TIMEOUT_S) and the shape
+        if workers is not None:
+            workers.quit(runner)  # each stops its users, reports, closes its part of requests.parquet
+            runner.greenlet.kill(block=True)  # the shape and the master's loops; no worker is left to stop
+        else:
+            runner.quit()  # stops the users (each finishes its step, up to STOP_TIMEOUT_S) and the shape
         ended = time.time()
         metrics.set_users(0)
         csv_greenlet.kill(block=True)
         csv_writer.write_final()
         csv_writer.close_files()
         _rename_csv(out)
-        recorder.close()
+        if recorder is not None:
+            recorder.close()
+        else:
+            merge_parts(out, watch.users_timeline)
         if server is not None:
             server.stop()
     signal.alarm(0)
     assert stop.reason is not None  # _watch returns only once a stop was requested
-    return _report(config, runner, progress, stop.reason, (started, ended), max_users)
+    return _report(config, runner, progress, stop.reason, (started, ended), watch)
 
 
 def _environment(config: RunConfig) -> Environment:
@@ -229,10 +258,26 @@ def _environment(config: RunConfig) -> Environment:
     )
 
 
-def _request_listener(
-    recorder: RequestRecorder, metrics: ClientMetrics, runner: LocalRunner
-) -> Callable[..., None]:
-    """Locust's request event handler: every request to requests.parquet and the client metrics."""
+class Observer(Protocol):
+    def observe(self, name: str, method: str, response_time_ms: float, ok: bool) -> None: ...
+
+
+def _receive_worker_metrics(env: Environment, runner: Runner, metrics: ClientMetrics) -> None:
+    """The master's exporter serves the workers' observations (sent each second and in the final report)."""
+
+    def observe_all(observations: list[Any]) -> None:
+        for name, method, response_time_ms, ok in observations:
+            metrics.observe(name, method, response_time_ms, ok)
+
+    runner.register_message(METRICS_MESSAGE, lambda msg, **_: observe_all(msg.data or []))
+    env.events.worker_report.add_listener(
+        lambda client_id, data: observe_all(data.get(METRICS_MESSAGE) or [])
+    )
+
+
+def request_listener(recorder: RequestRecorder, metrics: Observer, runner: Runner) -> Callable[..., None]:
+    """Locust's request event handler: every request to requests.parquet and the client metrics (in a
+    worker process: its part of requests.parquet, observations batched for the master)."""
 
     def on_request(
         request_type: str,
@@ -274,29 +319,54 @@ class _StopRequest:
             logger.info("stopping: %s", reason)
 
 
+class _Watch:
+    """What the watch loop saw: the most users, the users over time (for the workers' merged rows) and
+    the load generator's CPU per tick (this process plus its workers, fraction of one core)."""
+
+    def __init__(self, workers: WorkerProcesses | None) -> None:
+        self.workers = workers
+        self.max_users = 0
+        self.users_timeline: list[tuple[float, int]] = [(time.time(), 0)]
+        self.cpu_samples: list[float] = []
+        self._process = psutil.Process()
+        self._process.cpu_percent(None)  # the first call only starts the measurement
+
+    def tick(self, now: float, users: int) -> float:
+        self.max_users = max(self.max_users, users)
+        self.users_timeline.append((now, users))
+        cpu = self._process.cpu_percent(None) / 100.0  # share of one core since the last tick
+        if self.workers is not None:
+            cpu += self.workers.cpu_share()
+        self.cpu_samples.append(cpu)
+        return cpu
+
+    def cpu_summary(self) -> dict[str, float | None]:
+        samples = self.cpu_samples
+        if not samples:
+            return {"max": None, "mean": None}
+        return {"max": round(max(samples), 3), "mean": round(sum(samples) / len(samples), 3)}
+
+
 def _watch(
     config: RunConfig,
-    runner: LocalRunner,
+    runner: Runner,
     metrics: ClientMetrics,
     progress: Progress,
     stop: _StopRequest,
     started: float,
-) -> int:
+    watch: _Watch,
+) -> None:
     """Every PROGRESS_INTERVAL_S until a stop is requested: the users gauge, a progress event, the
-    deadline and parent checks. Returns the most users seen."""
+    deadline and parent checks; what it sees goes into `watch`."""
     duration_s = config.params.duration_s
     stop_after_s = deadline_s(duration_s)
     recent: deque[tuple[float, int]] = deque(maxlen=6)  # (time, requests) for a 5 s rps window
-    max_users = 0
-    process = psutil.Process()
-    process.cpu_percent(None)  # the first call only starts the measurement
     while True:
         gevent.sleep(PROGRESS_INTERVAL_S)
         now = time.time()
         users = runner.user_count
-        max_users = max(max_users, users)
         metrics.set_users(users)
-        cpu = process.cpu_percent(None) / 100.0  # share of one core since the last tick
+        cpu = watch.tick(now, users)
         metrics.set_cpu(cpu)
         total = runner.stats.total
         recent.append((now, total.num_requests))
@@ -304,7 +374,7 @@ def _watch(
         rps = (recent[-1][1] - recent[0][1]) / window_s if window_s > 0 else 0.0
         if runner.state == STATE_STOPPED:  # the shape ended the run: no "0 users" progress line
             stop("completed")
-            return max_users
+            return
         progress.emit(
             "progress",
             elapsed_s=round(now - started, 1),
@@ -320,16 +390,16 @@ def _watch(
         elif now - started > stop_after_s:
             stop("deadline")
         if stop.reason is not None:
-            return max_users
+            return
 
 
 def _report(
     config: RunConfig,
-    runner: LocalRunner,
+    runner: Runner,
     progress: Progress,
     reason: ExitReason,
     window: tuple[float, float],
-    max_users: int,
+    watch: _Watch,
 ) -> int:
     """summary.json and the "finished" event; the exit code (1 when no requests, failures or journey
     errors)."""
@@ -343,9 +413,12 @@ def _report(
         ended=utc_iso(ended),
         wall_s=ended - started,
         exit_reason=reason,
-        peak_users=max(max_users, 0) or peak_users(params),
+        peak_users=max(watch.max_users, 0) or peak_users(params),
     )
     summary["journey_errors"] = sum(row["count"] for row in runner.exceptions.values())
+    summary["workers"] = config.workers
+    # the noise guard of the verdicts reads this: a saturated load generator measures itself, not the shop
+    summary["load_generator_cpu"] = watch.cpu_summary()
     write_json_atomic(out / SUMMARY_JSON, summary, allow_nan=False)
     progress.emit(
         "finished",

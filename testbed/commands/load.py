@@ -18,7 +18,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from load.control import LoadError, LoadHandle, follow_progress, start_load, stop_load
-from load.profiles import PROFILES, LoadConfigError, resolve_params
+from load.profiles import PROFILES, LoadConfigError, resolve_params, resolve_workers
 from load.results import default_out_dir
 from sample_shop.basics import format_duration
 
@@ -132,6 +132,13 @@ def load_command(
     mix: str | None = typer.Option(
         None, "--mix", help="Journey mix: browsing (default, ~4 % checkouts) or buying (~30 %); docs/load.md."
     ),
+    workers: str | None = typer.Option(
+        None,
+        "--workers",
+        "-w",
+        help="Run the users in N local worker processes under a Locust master, for load beyond one core "
+        "(default 0: one process). Same result files.",
+    ),
     out: Path | None = typer.Option(
         None, "--out", "-o", help="Result folder (default: load-results/<UTC time>-<profile>)."
     ),
@@ -169,6 +176,7 @@ def load_command(
         raise _usage_error("profile", "missing; valid profiles: " + ", ".join(PROFILES))
     try:
         params = resolve_params(profile, users, duration, spawn_rate, think_time_factor, mix)
+        worker_count = resolve_workers(workers)
     except LoadConfigError as exc:
         raise _usage_error(exc.field, exc.message) from None
     out_dir = out or default_out_dir(params.profile)
@@ -183,6 +191,7 @@ def load_command(
             mix=params.mix,
             host=host,
             allow_non_loopback=allow_non_loopback,
+            workers=worker_count,
         )
     except LoadConfigError as exc:
         raise _usage_error(exc.field, exc.message) from None

@@ -38,6 +38,8 @@ CASES = [
     (["--profile", "ramp", "--spawn-rate", "-1"], "spawn-rate", "greater than 0"),
     (["--profile", "steady", "--host", "http://192.168.7.7:8080"], "host", "not a loopback address"),
     (["--profile", "steady", "--host", "127.0.0.1:8080"], "host", "expected a base URL"),
+    (["--profile", "steady", "--workers", "-1"], "workers", "outside 0..16"),
+    (["--profile", "steady", "--workers", "two"], "workers", "not a whole number"),
 ]
 
 

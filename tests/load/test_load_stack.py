@@ -168,6 +168,39 @@ def test_every_journey_passes_and_the_result_files_load_into_pandas(
     assert res.summary["latency_ms"]["p99"] == pytest.approx(df["response_time_ms"].quantile(0.99), abs=0.01)
 
 
+def test_two_workers_land_their_requests_in_one_requests_parquet(
+    healthy_gateway: StackDescriptor, no_load_left: Path, tmp_path: Path
+) -> None:
+    """`--workers 2`: a real Locust master and two real worker processes. Both workers record requests,
+    the master merges them into the one requests.parquet (same columns as a single-process run, the
+    users column the total over both workers), Locust's aggregated stats count the same requests, and
+    summary.json carries the load generator's CPU."""
+    out = tmp_path / "two-workers"
+    result = run_cli(
+        ["--profile", "steady", "--users", "4", "--duration", "8s", "--spawn-rate", "4",
+         "--think-time-factor", "0.05", "--out", str(out), "--metrics-port", "0", "--workers", "2"]
+    )  # fmt: skip
+    res = read_results(out)
+    assert result.returncode == 0, (res.summary["errors"], result.stderr[-2000:])
+    recorded = {
+        int(line.split()[1].rstrip(":")): int(line.split()[2])
+        for line in (out / "workers.log").read_text().splitlines()
+        if line.startswith("worker ") and "requests recorded" in line
+    }
+    assert set(recorded) == {0, 1} and all(n > 0 for n in recorded.values()), recorded
+    df = res.requests
+    assert tuple(df.columns) == REQUEST_COLUMNS
+    assert len(df) == sum(recorded.values()) == res.summary["requests"]
+    assert df["timestamp"].is_monotonic_increasing and df["ok"].all()
+    assert df["users"].max() == 4  # the master's total, not one worker's 2
+    total = pd.read_csv(out / STATS_CSV).set_index("Name").loc["Aggregated"]
+    assert total["Request Count"] == len(df)
+    assert not list(out.glob(".requests-worker-*"))  # the parts are merged and gone
+    assert res.summary["workers"] == 2
+    cpu = res.summary["load_generator_cpu"]
+    assert 0 < cpu["mean"] <= cpu["max"]
+
+
 def test_the_buying_mix_starts_several_times_as_many_checkouts(
     healthy_gateway: StackDescriptor, no_load_left: Path, tmp_path: Path
 ) -> None:
