@@ -1,6 +1,8 @@
 """JSON log lines on stdout (the supervisor writes them to <state>/logs/<service>-<replica>.log):
-timestamp, level, service, replica, trace_id, span_id, message, plus the `fields` a caller passes in
-`extra={"fields": {...}}`. The trace and span ids come from the current OpenTelemetry span, so a log line
+timestamp, level (lower case), service, replica, logger, trace_id, span_id, message, plus the `fields` a
+caller passes in `extra={"fields": {...}}`. The one log format of the stack: the shop's replicas, the fault
+controller (`python -m sample_shop.faultd`, so Loki on kind gets JSON) and the local supervisor (replica
+null) all write it. The trace and span ids come from the current OpenTelemetry span, so a log line
 written while a request is served carries that request's trace.
 """
 
@@ -23,7 +25,7 @@ _STD_ATTRS = frozenset(logging.LogRecord("", 0, "", 0, "", None, None).__dict__)
 
 
 class JsonFormatter(logging.Formatter):
-    def __init__(self, service: str, replica: int) -> None:
+    def __init__(self, service: str, replica: int | None) -> None:
         super().__init__()
         self.service = service
         self.replica = replica
@@ -53,7 +55,9 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(line, default=str, separators=(",", ":"))
 
 
-def setup_logging(service: str, replica: int, level: str = "info", stream: TextIO | None = None) -> None:
+def setup_logging(
+    service: str, replica: int | None, level: str = "info", stream: TextIO | None = None
+) -> None:
     """Route every logger (ours, uvicorn's, SQLAlchemy's) through one JSON handler on stdout."""
     handler = logging.StreamHandler(stream or sys.stdout)
     handler.setFormatter(JsonFormatter(service, replica))

@@ -12,7 +12,6 @@ import argparse
 import asyncio
 import contextlib
 import importlib
-import json
 import logging
 import os
 import secrets
@@ -28,6 +27,7 @@ import httpx
 import psutil
 
 from sample_shop.basics import write_json_atomic
+from sample_shop.kit.logs import setup_logging
 from sample_shop.topology import SERVICE_NAMES, SHOP_JOB, TESTBED_JOB, ReplicaEndpoint, StackDescriptor
 from testbed.runtime import alertmanager, nodeexporter
 from testbed.runtime import extras as extras_mod
@@ -48,6 +48,7 @@ if TYPE_CHECKING:
     from sample_shop.faultd.controller import FaultController
 
 log = logging.getLogger("testbed.supervisor")
+SERVICE_NAME = "supervisor"  # the `service` field of its log lines
 STARTUP_CRASH_LIMIT = 3  # a process that crashes this often while the stack starts fails `up`
 
 
@@ -561,20 +562,6 @@ class Supervisor:
         )
 
 
-class _JsonFormatter(logging.Formatter):
-    def format(self, record: logging.LogRecord) -> str:
-        entry = {
-            "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
-            + f".{int(record.msecs):03d}Z",
-            "level": record.levelname,
-            "service": "supervisor",
-            "message": record.getMessage(),
-        }
-        if record.exc_info:
-            entry["exception"] = self.formatException(record.exc_info)
-        return json.dumps(entry)
-
-
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m testbed.runtime.supervisor",
@@ -595,9 +582,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(_JsonFormatter())
-    logging.basicConfig(level=logging.INFO, handlers=[handler])
+    # the shop's JSON lines (kit/logs.py), on stderr: `testbed up` sends it to <state>/supervisor.log
+    setup_logging(SERVICE_NAME, None, "info", stream=sys.stderr)
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per health probe otherwise
     try:
         options = make_options(

@@ -13,6 +13,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -221,9 +222,11 @@ def _pods(stack: StackDescriptor, restarts: int = 0) -> list[dict[str, Any]]:
 
 
 @pytest.fixture
-def standalone_faultd(clean_stack: StackDescriptor) -> Iterator[tuple[httpx.Client, FakeKubeApi]]:
+def standalone_faultd(
+    clean_stack: StackDescriptor, tmp_path: Path
+) -> Iterator[tuple[httpx.Client, FakeKubeApi]]:
     """A fake Kubernetes API server (tests/fake_kube_api.py; none can run here) lists the session stack's
-    real catalog replicas as pods of namespace shop."""
+    real catalog replicas as pods of namespace shop. The controller's stdout goes to tmp_path/faultd.log."""
     with FakeKubeApi({"shop": _pods(clean_stack)}) as api:
         port = _free_port()
         env = {
@@ -235,7 +238,10 @@ def standalone_faultd(clean_stack: StackDescriptor) -> Iterator[tuple[httpx.Clie
             "FAULTD_NAMESPACE": "shop",
             "SHOP_ADMIN_TOKEN_FILE": clean_stack.token_file,
         }
-        proc = subprocess.Popen([sys.executable, "-m", "sample_shop.faultd"], env=env, stderr=subprocess.PIPE)
+        stdout = (tmp_path / "faultd.log").open("wb")
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "sample_shop.faultd"], env=env, stdout=stdout, stderr=subprocess.PIPE
+        )
         client = httpx.Client(
             base_url=f"http://127.0.0.1:{port}",
             headers={"Authorization": f"Bearer {clean_stack.token()}"},
@@ -259,6 +265,7 @@ def standalone_faultd(clean_stack: StackDescriptor) -> Iterator[tuple[httpx.Clie
             finally:
                 client.close()
                 stop_process(proc, signal.SIGTERM)
+                stdout.close()
 
 
 def test_standalone_controller_finds_pods_through_kubernetes_and_reapplies_to_a_new_container(
@@ -306,3 +313,25 @@ def test_standalone_controller_answers_only_healthz_without_the_token(
         assert anonymous.status_code == 401, path
     assert httpx.get(f"{client.base_url}/healthz", timeout=5).status_code == 200
     assert client.get("/openapi.json").json()["info"]["title"] == "fault controller"
+
+
+def test_standalone_controller_logs_the_shops_json_lines(
+    standalone_faultd: tuple[httpx.Client, FakeKubeApi], tmp_path: Path, wait_until: Callable[..., Any]
+) -> None:
+    """One log format (kit/logs.py) for the replicas, the supervisor and faultd: on kind Loki gets JSON."""
+    client, _ = standalone_faultd
+    answer = client.post("/faults/catalog", json={"kind": "latency", "params": {"ms": 5}, "ttl_s": 30})
+    assert answer.status_code == 201, answer.text
+
+    def injected() -> dict[str, Any] | None:
+        for line in (tmp_path / "faultd.log").read_text().splitlines():
+            entry = json.loads(line)  # every line is JSON
+            if entry.get("event") == "fault_injected":
+                return entry
+        return None
+
+    wait_until(lambda: injected() is not None, 10, message="the 'fault injected' log line")
+    entry = injected()
+    assert entry is not None
+    assert (entry["level"], entry["service"], entry["message"]) == ("warning", "faultd", "fault injected")
+    assert {"timestamp", "replica", "logger"} <= set(entry)

@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -188,6 +189,18 @@ def test_phases_are_validated_once_and_never_truncated(stack: StackDescriptor, c
     assert wrong_state.status_code == 422 and "unknown state 'later'" in wrong_state.text
     exact = control.post("/phases", json={"experiment": "y" * 200, "phase": "baseline", "state": "end"})
     assert exact.status_code == 200 and exact.json()["experiment"] == "y" * 200, exact.text
+
+
+def test_supervisor_logs_the_shops_json_lines(stack: StackDescriptor) -> None:
+    """One log format (kit/logs.py): the supervisor's lines carry the replicas' fields, lower-case levels."""
+    assert stack.state_dir is not None
+    lines = (Path(stack.state_dir) / "supervisor.log").read_text().splitlines()
+    entries = [json.loads(line) for line in lines if line.startswith("{")]
+    ready = [e for e in entries if e["message"] == "stack ready"]
+    assert ready, lines[-20:]
+    assert {"timestamp", "level", "service", "replica", "logger", "message"} <= set(ready[-1])
+    assert ready[-1]["service"] == "supervisor" and ready[-1]["level"] == "info"
+    assert all(e["level"] == e["level"].lower() for e in entries)
 
 
 def test_control_api_schema_needs_the_token(stack: StackDescriptor, control: httpx.Client) -> None:
