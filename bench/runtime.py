@@ -80,4 +80,5 @@ def stack_cold_start_and_memory(ctx: BenchContext) -> list[Figure]:
         Figure("PSS at rest, every process", pss_total, "MB", note="shared pages split between processes"),
     ]
     figures += [Figure(f"RSS at rest: {name}", rss, "MB") for name, (rss, _) in sorted(memory.items())]
+    figures += [Figure(f"PSS at rest: {name}", pss, "MB") for name, (_, pss) in sorted(memory.items())]
     return figures

@@ -44,3 +44,15 @@ def test_max_sustainable_is_the_best_level_before_the_first_failure() -> None:
     assert max_sustainable([lv(1, 10), lv(2, 20, failures=1), lv(4, 40)]) == lv(1, 10)  # no comeback
     assert max_sustainable([lv(1, 10, p99=P99_LIMIT_MS)]) is None  # the limit itself is not "under"
     assert max_sustainable([]) is None
+
+
+def test_cpu_per_request_divides_each_process_delta_and_refuses_no_requests() -> None:
+    from bench.floor import per_request_ms
+
+    before = {"gateway": 1.0, "catalog": 2.0}
+    after = {"gateway": 1.5, "catalog": 2.25, "payment": 0.1}  # payment started in between
+    assert per_request_ms(before, after, 250) == pytest.approx(
+        {"gateway": 2.0, "catalog": 1.0, "payment": 0.4}
+    )
+    with pytest.raises(ValueError, match="no requests"):
+        per_request_ms(before, after, 0)
