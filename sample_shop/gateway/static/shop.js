@@ -219,7 +219,14 @@ function newKey() {
   return "web-" + Array.from(crypto.getRandomValues(new Uint8Array(12)), (b) => b.toString(16).padStart(2, "0")).join("");
 }
 
-async function setQuantity(line, quantity) {
+let cartUpdates = Promise.resolve(); // one quantity change at a time: each is a delete and an add
+
+function setQuantity(line, quantity) {
+  cartUpdates = cartUpdates.then(() => changeQuantity(line, quantity));
+  return cartUpdates;
+}
+
+async function changeQuantity(line, quantity) {
   await act(`set ${line.name} to ${quantity}`, async () => {
     // the API adds to a line; to set a quantity, the line is replaced
     let cart = await api("DELETE", `/api/cart/items/${line.product_id}`);
