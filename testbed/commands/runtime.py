@@ -16,9 +16,7 @@ from sample_shop.topology import SERVICE_NAMES, StackDescriptor, default_state_d
 from testbed.runtime import get_target
 from testbed.runtime.base import InputError, RuntimeFailure, StackStatus, StartupProgress, Target
 from testbed.runtime.extras import EXTRA_NAMES
-from testbed.runtime.kind import DOWN_MESSAGE, KindTarget
-from testbed.runtime.local import LocalTarget
-from testbed.runtime.options import format_replicas, make_options
+from testbed.runtime.options import make_options
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_NOT_RUNNING = 0, 1, 2, 3
 TARGET_HELP = (
@@ -39,34 +37,6 @@ def _console(stderr: bool = False) -> Console:
     """Wide when not on a terminal, so that logs and pipes get whole lines, not wrapped ones."""
     stream = sys.stderr if stderr else sys.stdout
     return Console(stderr=stderr, width=None if stream.isatty() else 160)
-
-
-def _check_same_stack(
-    target: LocalTarget,
-    replicas: str | None,
-    resilience: str | None,
-    telemetry: str | None,
-    otlp_endpoint: str | None = None,
-) -> None:
-    """`up` on a running stack: fine unless the user explicitly asked for something else."""
-    running = target.running_options()
-    if running is None:
-        return
-    wanted = make_options(replicas, resilience or running.resilience, telemetry or running.telemetry)
-    differences = []
-    if replicas is not None and wanted.replicas != running.replicas:
-        differences.append(f"replicas {format_replicas(running.replicas) or 'one each'}")
-    if wanted.resilience != running.resilience:
-        differences.append(f"resilience {running.resilience}")
-    if wanted.telemetry != running.telemetry:
-        differences.append(f"telemetry {running.telemetry}")
-    if otlp_endpoint is not None and otlp_endpoint.rstrip("/") != running.otlp_endpoint:
-        differences.append(f"OTLP endpoint {running.otlp_endpoint or 'none'}")
-    if differences:  # a bad request, not a stack that could not come up: exit 2
-        raise InputError(
-            f"a stack is already up in {target.layout.root} with other options ({', '.join(differences)}); "
-            "run `testbed down` first to change them"
-        )
 
 
 def _print_failure(failure: RuntimeFailure, console: Console, as_json: bool) -> None:
@@ -188,15 +158,7 @@ def up(
     errors = _console(stderr=True)
     target = _target(target_name, errors, as_json)
     try:
-        if replicas is not None and not isinstance(target, LocalTarget):
-            raise InputError(
-                f"--replicas: the {target.name} target cannot change replicas; on kind they come from "
-                "deploy/components/high-availability (`make deploy`)"
-            )
-        if otlp_endpoint is not None and not isinstance(target, LocalTarget):
-            raise InputError(
-                f"--otlp-endpoint: the {target.name} target sends traces to its own collector (deploy/)"
-            )
+        target.check_up_request(replicas, otlp_endpoint)
         options = make_options(
             replicas,
             resilience or "resilient",
@@ -209,12 +171,12 @@ def up(
     except InputError as exc:
         errors.print(f"[red]error:[/red] {exc}", highlight=False)
         raise typer.Exit(EXIT_USAGE) from None
-    already = isinstance(target, LocalTarget) and target.is_up()
     started = time.monotonic()
     try:
-        if already and isinstance(target, LocalTarget):
-            _check_same_stack(target, replicas, resilience, telemetry, otlp_endpoint)
-            descriptor = target.descriptor()
+        running = target.running_stack(replicas, resilience, telemetry, otlp_endpoint)
+        already = running is not None
+        if running is not None:
+            descriptor = running
         else:
             with _ProgressView(errors) as view:
                 descriptor = target.up(options, progress=view)
@@ -228,7 +190,7 @@ def up(
         errors.print("interrupted: the stack was stopped", highlight=False)
         raise typer.Exit(130) from None
     elapsed = time.monotonic() - started
-    notes = target.startup_notes() if isinstance(target, LocalTarget | KindTarget) else []
+    notes = target.startup_notes()
     if as_json:
         result: dict[str, Any] = {
             "status": "already_up" if already else "up",
@@ -306,12 +268,12 @@ def down(
     except RuntimeFailure as failure:
         _print_failure(failure, console, as_json)
         raise typer.Exit(EXIT_FAILED) from None
-    if isinstance(target, KindTarget):
+    if target.down_note is not None:  # nothing was stopped: the stack runs on (kind's cluster)
         if as_json:
-            print(json.dumps({"status": "forgotten", "stopped": [], "message": DOWN_MESSAGE}, indent=2))
+            print(json.dumps({"status": "forgotten", "stopped": [], "message": target.down_note}, indent=2))
         else:
             forgot = "stack.json removed from" if described else "no stack.json in"
-            console.print(f"{forgot} {root}; {DOWN_MESSAGE}", highlight=False)
+            console.print(f"{forgot} {root}; {target.down_note}", highlight=False)
     elif as_json:
         print(json.dumps({"status": "stopped" if stopped else "not_running", "stopped": stopped}, indent=2))
     elif stopped:

@@ -1,34 +1,35 @@
 """Runtime targets: where the stack runs, behind one interface (`base.Target`).
 
 `get_target("local")` is the processes-on-this-machine target (`local.LocalTarget`, owning a detached
-supervisor). A kind target plugs in here (a `testbed/runtime/kind.py` with a `KindTarget` implementing
-`base.Target`); nothing else in the testbed asks which target it runs on.
+supervisor); `get_target("kind")` the kind cluster of `make cluster images deploy` (`kind.KindTarget`).
+What differs between them is on the `Target` protocol (which `up` options they honour, whether a running
+stack satisfies `up`, what `down` does), so nothing else in the testbed asks which target it runs on.
 """
 
 from __future__ import annotations
 
-import importlib
+from collections.abc import Callable
 from pathlib import Path
 
 from testbed.runtime.base import RuntimeFailure, Target
 
-TARGETS: dict[str, str] = {
-    "local": "testbed.runtime.local:LocalTarget",
-    "kind": "testbed.runtime.kind:KindTarget",
-}
+
+def _local(state_dir: Path | None) -> Target:
+    from testbed.runtime.local import LocalTarget
+
+    return LocalTarget(state_dir)
+
+
+def _kind(state_dir: Path | None) -> Target:
+    from testbed.runtime.kind import KindTarget  # imported on demand: the CLI starts faster without it
+
+    return KindTarget(state_dir)
+
+
+TARGETS: dict[str, Callable[[Path | None], Target]] = {"local": _local, "kind": _kind}
 
 
 def get_target(name: str = "local", state_dir: Path | None = None) -> Target:
     if name not in TARGETS:
         raise RuntimeFailure(f"unknown target {name!r}; choose one of {', '.join(TARGETS)}")
-    module_name, _, class_name = TARGETS[name].partition(":")
-    try:
-        module = importlib.import_module(module_name)
-    except ModuleNotFoundError as exc:
-        if exc.name != module_name:
-            raise
-        raise RuntimeFailure(
-            f"the {name} target is not available in this version", hint="use --target local"
-        ) from exc
-    target: Target = getattr(module, class_name)(state_dir)
-    return target
+    return TARGETS[name](state_dir)

@@ -133,6 +133,27 @@ class Target(Protocol):
     """A place the stack runs. `up` returns when every replica is ready and Prometheus scrapes every one."""
 
     name: str
+    # None: `down` stops the stack; else what `down` leaves running, said to the user (kind: the cluster)
+    down_note: str | None
+
+    def check_up_request(self, replicas: str | None, otlp_endpoint: str | None) -> None:
+        """InputError for the `up` options this target cannot honour, before anything starts."""
+        ...
+
+    def running_stack(
+        self,
+        replicas: str | None,
+        resilience: str | None,
+        telemetry: str | None,
+        otlp_endpoint: str | None,
+    ) -> StackDescriptor | None:
+        """The stack already up that satisfies this `up` (nothing to do), or None: `up` must run. InputError
+        when one is up with other options than the user explicitly asked for."""
+        ...
+
+    def startup_notes(self) -> list[str]:
+        """What the user should know about the stack `up` brought up (missing extras, kind's limits)."""
+        ...
 
     def up(self, options: UpOptions, progress: ProgressCallback | None = None) -> StackDescriptor: ...
 

@@ -398,6 +398,7 @@ class Readiness:
 
 class KindTarget:
     name = "kind"
+    down_note: str | None = DOWN_MESSAGE  # `down` forgets stack.json; the cluster keeps running
 
     def __init__(self, state_dir: Path | None = None, *, token_file: Path | None = None) -> None:
         self.layout = StateLayout((state_dir or default_state_dir()).resolve())
@@ -436,6 +437,28 @@ class KindTarget:
             stored = self._stored()
             return stored is not None and stored.target == "kind"
         return False
+
+    def check_up_request(self, replicas: str | None, otlp_endpoint: str | None) -> None:
+        """The cluster's replicas and trace collector are the manifests' (deploy/), not `up` options."""
+        if replicas is not None:
+            raise InputError(
+                f"--replicas: the {self.name} target cannot change replicas; on kind they come from "
+                "deploy/components/high-availability (`make deploy`)"
+            )
+        if otlp_endpoint is not None:
+            raise InputError(
+                f"--otlp-endpoint: the {self.name} target sends traces to its own collector (deploy/)"
+            )
+
+    def running_stack(
+        self,
+        replicas: str | None,
+        resilience: str | None,
+        telemetry: str | None,
+        otlp_endpoint: str | None,
+    ) -> StackDescriptor | None:
+        """Always None: `up` re-checks the cluster and rewrites stack.json (it changes nothing there)."""
+        return None
 
     def startup_notes(self) -> list[str]:
         return list(self.notes)

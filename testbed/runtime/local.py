@@ -32,7 +32,7 @@ from testbed.runtime.base import (
 from testbed.runtime.extras import EXTRA_NAMES, find_extras
 from testbed.runtime.files import log_tail
 from testbed.runtime.layout import PortPlan, StateLayout
-from testbed.runtime.options import format_replicas
+from testbed.runtime.options import format_replicas, make_options
 from testbed.runtime.ports import busy_ports_message, listening
 from testbed.runtime.probes import probe_http
 
@@ -66,6 +66,7 @@ def _alive(pid: int) -> bool:
 
 class LocalTarget:
     name = "local"
+    down_note: str | None = None  # `down` stops every process of the stack
 
     def __init__(
         self, state_dir: Path | None = None, offset: int | None = None, exit_with_pid: int | None = None
@@ -115,6 +116,38 @@ class LocalTarget:
             return StartupProgress.from_dict(json.loads(self.layout.startup_file.read_text()))
         except (FileNotFoundError, ValueError, KeyError):
             return None
+
+    def check_up_request(self, replicas: str | None, otlp_endpoint: str | None) -> None:
+        """Every `up` option works here (the supervisor honours them all)."""
+
+    def running_stack(
+        self,
+        replicas: str | None,
+        resilience: str | None,
+        telemetry: str | None,
+        otlp_endpoint: str | None,
+    ) -> StackDescriptor | None:
+        """`up` on a running stack: nothing to do, unless the user explicitly asked for something else."""
+        if not self.is_up():
+            return None
+        running = self.running_options()
+        if running is not None:
+            wanted = make_options(replicas, resilience or running.resilience, telemetry or running.telemetry)
+            differences = []
+            if replicas is not None and wanted.replicas != running.replicas:
+                differences.append(f"replicas {format_replicas(running.replicas) or 'one each'}")
+            if wanted.resilience != running.resilience:
+                differences.append(f"resilience {running.resilience}")
+            if wanted.telemetry != running.telemetry:
+                differences.append(f"telemetry {running.telemetry}")
+            if otlp_endpoint is not None and otlp_endpoint.rstrip("/") != running.otlp_endpoint:
+                differences.append(f"OTLP endpoint {running.otlp_endpoint or 'none'}")
+            if differences:  # a bad request, not a stack that could not come up: exit 2
+                raise InputError(
+                    f"a stack is already up in {self.layout.root} with other options "
+                    f"({', '.join(differences)}); run `testbed down` first to change them"
+                )
+        return self.descriptor()
 
     def startup_notes(self) -> list[str]:
         try:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import pytest
@@ -66,6 +65,5 @@ def test_targets_are_chosen_by_name(tmp_path: Path) -> None:
     assert isinstance(local, Target) and local.name == "local"
     with pytest.raises(RuntimeFailure, match="unknown target 'docker'; choose one of local, kind"):
         get_target("docker", tmp_path)
-    if importlib.util.find_spec("testbed.runtime.kind") is None:
-        with pytest.raises(RuntimeFailure, match="the kind target is not available"):
-            get_target("kind", tmp_path)
+    kind = get_target("kind", tmp_path)
+    assert isinstance(kind, Target) and kind.name == "kind"
