@@ -180,10 +180,12 @@ def start_load(
     spawn_rate: Any = None,
     out_dir: str | None = None,
     mix: str | None = None,
+    workers: Any = None,
     configuration: Configuration = None,
 ) -> dict[str, Any]:
     """Start simulated shoppers in the background (load/, Locust) and return once they run. Unset
-    arguments come from the configuration (`profile`, `users`, `think_time_factor`, `mix`, `load_out`); the
+    arguments come from the configuration (`profile`, `users`, `think_time_factor`, `mix`, `load_out`,
+    `load_workers`: Locust worker processes for load beyond one core, default 0 = one process); the
     duration defaults to the experiment's phases plus a margin, so the load always ends by itself."""
     conf = configuration or {}
     directory = state_dir(configuration)
@@ -204,6 +206,7 @@ def start_load(
         spawn_rate=spawn_rate if spawn_rate is not None else conf.get("spawn_rate"),
         mix=mix or conf.get("mix"),
         state_dir=directory,
+        workers=workers if workers is not None else conf.get("load_workers"),
     )
     run.load = handle
     run.load_started_at = handle.started

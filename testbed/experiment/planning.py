@@ -85,6 +85,7 @@ def rates_by_measuring(
             think_time_factor=conf.get("think_time_factor"),
             mix=conf.get("mix"),
             state_dir=state_dir,
+            workers=conf.get("load_workers"),
         )
     except LoadConfigError as exc:
         raise ExperimentError("input", f"{exp.path}: the experiment's load: {exc}") from None
