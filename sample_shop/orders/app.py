@@ -10,6 +10,8 @@ duplicated; a restarted replica frees the leases of its previous life at start.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 import logging
 import time
@@ -38,7 +40,7 @@ from sample_shop.kit.wire import CheckoutRequest, IdempotencyKey
 from sample_shop.orders import store
 from sample_shop.orders.lifecycle import FAILED, PAID, PENDING
 from sample_shop.orders.manage import admin_router, shopper_router
-from sample_shop.orders.models import metadata, order_items, orders
+from sample_shop.orders.models import metadata, order_items, order_requests, orders
 from sample_shop.orders.store import change_status, items_of, load, now_iso, order_dict, record_change
 
 log = logging.getLogger("sample_shop.orders")
@@ -67,6 +69,12 @@ def _failure_response(row: Any, items: list[Any], replayed: bool) -> JSONRespons
     )
 
 
+def request_digest(request: CheckoutRequest, secret: str) -> str:
+    """HMAC-SHA256 of the request's canonical JSON, keyed so the stored digest reveals no card number."""
+    canonical = json.dumps(request.model_dump(), sort_keys=True, separators=(",", ":"))
+    return hmac.new(secret.encode(), canonical.encode(), hashlib.sha256).hexdigest()
+
+
 @dataclass(frozen=True)
 class Reservation:
     """catalog's answer to a reservation: the order's total and each line's current name and price."""
@@ -88,6 +96,7 @@ class Saga:
         self.user = user
         self.key = key
         self.card = request.card
+        self.digest = request_digest(request, ctx.config.jwt_secret)
         self.owner: str = ctx.state["lease_owner"]
 
     def lease_s(self) -> float:
@@ -99,6 +108,7 @@ class Saga:
     async def run(self) -> JSONResponse:
         row, created = await self._claim()
         if not created:
+            await self._check_same_request(row.id)
             if row.status == PAID:
                 items = await self.db.read(lambda c: items_of(c, row.id))
                 self.ctx.metrics.count_order("replayed")
@@ -150,12 +160,29 @@ class Saga:
                 )
             )
             record_change(conn, order_id, None, PENDING, ACTOR)
+            conn.execute(insert(order_requests).values(order_id=order_id, body_digest=self.digest))
             return conn.execute(select(orders).where(orders.c.id == order_id)).one(), True
 
         try:
             return await self.db.write(work)
         except IntegrityError:  # a concurrent request with the same key claimed it first
             return await self.db.write(work)
+
+    async def _check_same_request(self, order_id: str) -> None:
+        """A retry must repeat the first request: the same key with another body is refused."""
+        stored = await self.db.read(
+            lambda c: c.execute(
+                select(order_requests.c.body_digest).where(order_requests.c.order_id == order_id)
+            ).scalar_one_or_none()
+        )
+        if stored is not None and not hmac.compare_digest(stored, self.digest):
+            raise ShopError(
+                422,
+                "idempotency_key_reused",
+                "this Idempotency-Key was already used with a different request body; a retry must "
+                "send the same body, a new checkout needs a new Idempotency-Key",
+                order_id=order_id,
+            )
 
     async def _acquire_lease(self, order_id: str) -> tuple[bool, Any]:
         lease_until = time.time() + self.lease_s()

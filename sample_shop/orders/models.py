@@ -75,3 +75,14 @@ order_refunds = Table(
     Column("amount_cents", Integer, nullable=False),
     Column("at", String(32), nullable=False),
 )
+
+# What the first request with an Idempotency-Key asked for (a digest of its body): the same key with a
+# different body is refused (422 idempotency_key_reused) instead of replaying the first order. Its own
+# table, so an existing database gains it on start (create_all) without a migration; an order from before
+# it has no row and is replayed as before.
+order_requests = Table(
+    "order_requests",
+    metadata,
+    Column("order_id", String(36), ForeignKey("orders.id"), primary_key=True),
+    Column("body_digest", String(64), nullable=False),  # HMAC-SHA256 (keyed: the body holds a card number)
+)

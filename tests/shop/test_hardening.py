@@ -98,3 +98,27 @@ def test_the_openapi_document_states_what_the_server_enforces(shop: ShopProcesse
         ("4242-abcd-4242-4242", False),
     ]:
         assert bool(re.fullmatch(pattern, number)) is valid, number
+
+
+def test_a_reused_idempotency_key_with_another_body_is_refused(shop: ShopProcesses) -> None:
+    """As Stripe does (`idempotency_error`): the same key with a different request is a client bug, not a
+    retry; replaying the first order would hide it. The same key with the same body still replays."""
+    import uuid
+
+    from shop.helpers import CARD, Customer
+
+    customer = Customer(shop)
+    try:
+        customer.add(4)
+        key = f"reuse-{uuid.uuid4().hex}"
+        first = customer.checkout(key)
+        assert first.status_code == 201, first.text
+        other_card = {**CARD, "number": "5555555555554444"}
+        reused = customer.checkout(key, card=other_card)
+        assert reused.status_code == 422, reused.text
+        assert reused.json()["error"] == "idempotency_key_reused"
+        assert "Idempotency-Key" in reused.json()["message"]
+        again = customer.checkout(key)
+        assert again.status_code == 200 and again.json()["id"] == first.json()["id"]
+    finally:
+        customer.close()

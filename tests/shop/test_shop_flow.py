@@ -128,8 +128,10 @@ def test_declined_card_compensates_and_replays_the_failure(shop: ShopProcesses, 
     body = declined.json()
     assert body["error"] == "payment_declined" and body["reason"] == "card_declined" and body["order_id"]
     assert stock_of(shop, 6) == stock  # the reservation was released
-    replay = customer.checkout(key)  # same key, even with a good card: the recorded failure
+    replay = customer.checkout(key, card={**CARD, "number": "4000000000000002"})  # the recorded failure
     assert replay.status_code == 402 and replay.json()["order_id"] == body["order_id"]
+    other_body = customer.checkout(key)  # same key, a good card: another request, not a retry
+    assert other_body.status_code == 422 and other_body.json()["error"] == "idempotency_key_reused"
     poor = customer.checkout(card={**CARD, "number": "4000000000009995"})
     assert poor.status_code == 402 and poor.json()["reason"] == "insufficient_funds"
     invalid = customer.checkout(card={**CARD, "number": "4242424242424241"})

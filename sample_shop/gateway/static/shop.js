@@ -214,6 +214,7 @@ async function productView(id) {
 // ---- cart with quantities and checkout ------------------------------------------------------------------------
 
 let checkoutKey = null; // kept while the last attempt failed for a reason a retry may fix (docs/shop.md)
+let checkoutBody = null; // the body sent with checkoutKey: the server refuses the key with another body
 
 function newKey() {
   return "web-" + Array.from(crypto.getRandomValues(new Uint8Array(12)), (b) => b.toString(16).padStart(2, "0")).join("");
@@ -251,10 +252,14 @@ function checkoutForm() {
         const button = event.target.querySelector("button");
         button.disabled = true;
         await act("check out", async () => {
+          const body = { card: { number: card.value, expiry: expiry.value, cvc: cvc.value } };
+          // a retry must send the same body: other card details are a new checkout with a new key
+          if (JSON.stringify(body) !== checkoutBody) checkoutKey = null;
           checkoutKey = checkoutKey || newKey();
+          checkoutBody = JSON.stringify(body);
           try {
             const order = await api("POST", "/api/checkout", {
-              body: { card: { number: card.value, expiry: expiry.value, cvc: cvc.value } },
+              body,
               headers: { "Idempotency-Key": checkoutKey },
             });
             checkoutKey = null;
