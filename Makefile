@@ -23,7 +23,7 @@ KIND_CONTEXT := kind-$(CLUSTER)
 need = command -v $(1) >/dev/null 2>&1 || { echo "error: $(1) is not installed; see $(2) (docs/kind.md)" >&2; exit 1; }
 
 .DEFAULT_GOAL := help
-.PHONY: help setup up down status test lint load experiment slo-check slo-rules notebooks bench \
+.PHONY: help setup up down status test test-fast lint load experiment slo-check slo-rules notebooks bench \
         bench-smoke traces-ui cluster images deploy kind-load cluster-down clean
 
 help: ## show this help
@@ -52,6 +52,9 @@ status: ## show every process, its health and URL
 
 test: ## run the test suite (real processes, real Prometheus, real Locust and chaos run)
 	$(BIN)/pytest
+
+test-fast: ## the tests that need no stack, for the edit-test loop (about a minute): pytest -m "not stack and not slow"
+	$(BIN)/pytest -m "not stack and not slow"
 
 lint: ## ruff
 	$(BIN)/ruff check .

@@ -44,6 +44,21 @@ STACK_TIMEOUT_S = 120.0  # a loaded CI machine; the cold start itself is measure
 T = TypeVar("T")
 
 
+STACK_FIXTURES = frozenset(
+    {"stack", "shop"}
+)  # the session stack; the shop's services as processes (tests/shop)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """A test that uses a running stack (the session stack or tests/shop's service processes, directly or
+    through another fixture) is a `stack` test, marked or not, so `make test-fast` (-m "not stack and not
+    slow") never starts one."""
+    for item in items:
+        uses = STACK_FIXTURES.intersection(getattr(item, "fixturenames", ()))
+        if uses and item.get_closest_marker("stack") is None:
+            item.add_marker(pytest.mark.stack)
+
+
 def wait_until(
     condition: Callable[[], T], timeout: float = 15.0, interval: float = 0.1, message: str = "condition"
 ) -> T:

@@ -15,6 +15,9 @@ import pytest
 
 from testbed.experiment.catalog import EXPERIMENTS_DIR
 
+# every case runs the real CLI in a subprocess (about a second of imports each): out of `make test-fast`
+pytestmark = pytest.mark.slow
+
 SOURCE = (EXPERIMENTS_DIR / "payment-errors.yaml").read_text()
 INJECT = (
     'arguments: {service: payment, kind: error, params: {status: 503, probability: "${error_probability}"}}'

@@ -18,6 +18,9 @@ import pytest
 
 from notebooks.execute import execute, stored_notebooks
 
+# every case starts a Jupyter kernel: seconds of CPU each, so out of `make test-fast`
+pytestmark = pytest.mark.slow
+
 REPO = Path(__file__).resolve().parents[2]
 NOTEBOOKS = stored_notebooks()
 

@@ -459,6 +459,7 @@ def _testbed(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str
     )
 
 
+@pytest.mark.slow  # the real CLI in subprocesses, several times
 def test_cli_target_kind(kind: Kind) -> None:
     env = {**os.environ, "TESTBED_STATE_DIR": str(kind.state)}
     refused = _testbed("up", "--target", "kind", "--replicas", "catalog=2", env=env)
