@@ -22,7 +22,7 @@ from typing import Any
 from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, Field, ValidationInfo, field_validator
 
 from sample_shop.faultd.controller import FaultController
 from sample_shop.faultd.phases import PHASE_STATES, PHASES, PhaseBoard
@@ -42,18 +42,12 @@ class PhaseIn(BaseModel):
     phase: str
     state: str
 
-    @field_validator("phase")
+    @field_validator("phase", "state")
     @classmethod
-    def _known_phase(cls, value: str) -> str:
-        if value not in PHASES:
-            raise ValueError(f"unknown phase {value!r}; one of {', '.join(PHASES)}")
-        return value
-
-    @field_validator("state")
-    @classmethod
-    def _known_state(cls, value: str) -> str:
-        if value not in PHASE_STATES:
-            raise ValueError(f"unknown state {value!r}; one of {', '.join(PHASE_STATES)}")
+    def _known(cls, value: str, info: ValidationInfo) -> str:
+        valid = PHASES if info.field_name == "phase" else PHASE_STATES
+        if value not in valid:
+            raise ValueError(f"unknown {info.field_name} {value!r}; one of {', '.join(valid)}")
         return value
 
 

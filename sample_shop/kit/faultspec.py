@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from sample_shop.basics import parse_iso, utc_iso
+from sample_shop.kit.control import errors_body
 from sample_shop.topology import SERVICES
 
 TTL_RANGE_S = (1, 3600)
@@ -186,7 +187,7 @@ class FaultSpecError(ValueError):
         self.errors = errors
 
     def to_dict(self) -> dict[str, list[dict[str, str]]]:
-        return {"errors": [e.to_dict() for e in self.errors]}
+        return errors_body((e.field, e.message) for e in self.errors)
 
 
 @dataclass(frozen=True)

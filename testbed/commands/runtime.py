@@ -14,7 +14,7 @@ from rich.table import Table
 
 from sample_shop.topology import SERVICE_NAMES, StackDescriptor, default_state_dir
 from testbed.runtime import get_target
-from testbed.runtime.base import InputError, RuntimeFailure, StackStatus, StartupProgress, Target
+from testbed.runtime.base import InputError, RuntimeFailure, StackStatus, StartupProgress, Target, UpRequest
 from testbed.runtime.extras import EXTRA_NAMES
 from testbed.runtime.options import make_options
 
@@ -158,7 +158,8 @@ def up(
     errors = _console(stderr=True)
     target = _target(target_name, errors, as_json)
     try:
-        target.check_up_request(replicas, otlp_endpoint)
+        request = UpRequest(replicas, resilience, telemetry, otlp_endpoint)
+        target.check_up_request(request)
         options = make_options(
             replicas,
             resilience or "resilient",
@@ -173,7 +174,7 @@ def up(
         raise typer.Exit(EXIT_USAGE) from None
     started = time.monotonic()
     try:
-        running = target.running_stack(replicas, resilience, telemetry, otlp_endpoint)
+        running = target.running_stack(request)
         already = running is not None
         if running is not None:
             descriptor = running

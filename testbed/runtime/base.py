@@ -55,6 +55,16 @@ class UpOptions:
         return asdict(self)
 
 
+@dataclass(frozen=True)
+class UpRequest:
+    """What the user explicitly asked `up` for (None: not given, the target's or running stack's own)."""
+
+    replicas: str | None = None  # SERVICE=COUNT,...
+    resilience: str | None = None
+    telemetry: str | None = None
+    otlp_endpoint: str | None = None
+
+
 @dataclass
 class ProcessInfo:
     """One process of the stack as `status` shows it."""
@@ -136,17 +146,11 @@ class Target(Protocol):
     # None: `down` stops the stack; else what `down` leaves running, said to the user (kind: the cluster)
     down_note: str | None
 
-    def check_up_request(self, replicas: str | None, otlp_endpoint: str | None) -> None:
+    def check_up_request(self, request: UpRequest) -> None:
         """InputError for the `up` options this target cannot honour, before anything starts."""
         ...
 
-    def running_stack(
-        self,
-        replicas: str | None,
-        resilience: str | None,
-        telemetry: str | None,
-        otlp_endpoint: str | None,
-    ) -> StackDescriptor | None:
+    def running_stack(self, request: UpRequest) -> StackDescriptor | None:
         """The stack already up that satisfies this `up` (nothing to do), or None: `up` must run. InputError
         when one is up with other options than the user explicitly asked for."""
         ...

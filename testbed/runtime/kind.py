@@ -44,6 +44,7 @@ from testbed.runtime.base import (
     StackStatus,
     StartupProgress,
     UpOptions,
+    UpRequest,
 )
 from testbed.runtime.layout import StateLayout
 
@@ -438,25 +439,19 @@ class KindTarget:
             return stored is not None and stored.target == "kind"
         return False
 
-    def check_up_request(self, replicas: str | None, otlp_endpoint: str | None) -> None:
+    def check_up_request(self, request: UpRequest) -> None:
         """The cluster's replicas and trace collector are the manifests' (deploy/), not `up` options."""
-        if replicas is not None:
+        if request.replicas is not None:
             raise InputError(
                 f"--replicas: the {self.name} target cannot change replicas; on kind they come from "
                 "deploy/components/high-availability (`make deploy`)"
             )
-        if otlp_endpoint is not None:
+        if request.otlp_endpoint is not None:
             raise InputError(
                 f"--otlp-endpoint: the {self.name} target sends traces to its own collector (deploy/)"
             )
 
-    def running_stack(
-        self,
-        replicas: str | None,
-        resilience: str | None,
-        telemetry: str | None,
-        otlp_endpoint: str | None,
-    ) -> StackDescriptor | None:
+    def running_stack(self, request: UpRequest) -> StackDescriptor | None:
         """Always None: `up` re-checks the cluster and rewrites stack.json (it changes nothing there)."""
         return None
 

@@ -28,6 +28,7 @@ from testbed.runtime.base import (
     StackStatus,
     StartupProgress,
     UpOptions,
+    UpRequest,
 )
 from testbed.runtime.extras import EXTRA_NAMES, find_extras
 from testbed.runtime.files import log_tail
@@ -117,30 +118,29 @@ class LocalTarget:
         except (FileNotFoundError, ValueError, KeyError):
             return None
 
-    def check_up_request(self, replicas: str | None, otlp_endpoint: str | None) -> None:
+    def check_up_request(self, request: UpRequest) -> None:
         """Every `up` option works here (the supervisor honours them all)."""
 
-    def running_stack(
-        self,
-        replicas: str | None,
-        resilience: str | None,
-        telemetry: str | None,
-        otlp_endpoint: str | None,
-    ) -> StackDescriptor | None:
+    def running_stack(self, request: UpRequest) -> StackDescriptor | None:
         """`up` on a running stack: nothing to do, unless the user explicitly asked for something else."""
         if not self.is_up():
             return None
         running = self.running_options()
         if running is not None:
-            wanted = make_options(replicas, resilience or running.resilience, telemetry or running.telemetry)
+            wanted = make_options(
+                request.replicas,
+                request.resilience or running.resilience,
+                request.telemetry or running.telemetry,
+            )
             differences = []
-            if replicas is not None and wanted.replicas != running.replicas:
+            if request.replicas is not None and wanted.replicas != running.replicas:
                 differences.append(f"replicas {format_replicas(running.replicas) or 'one each'}")
             if wanted.resilience != running.resilience:
                 differences.append(f"resilience {running.resilience}")
             if wanted.telemetry != running.telemetry:
                 differences.append(f"telemetry {running.telemetry}")
-            if otlp_endpoint is not None and otlp_endpoint.rstrip("/") != running.otlp_endpoint:
+            asked_otlp = request.otlp_endpoint
+            if asked_otlp is not None and asked_otlp.rstrip("/") != running.otlp_endpoint:
                 differences.append(f"OTLP endpoint {running.otlp_endpoint or 'none'}")
             if differences:  # a bad request, not a stack that could not come up: exit 2
                 raise InputError(
