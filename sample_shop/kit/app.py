@@ -132,37 +132,77 @@ def create_service_app(
     metrics = ShopMetrics(service)
     effects = FaultEffects(service, metrics.set_faults_active)
     faults = FaultRegistry(service, listeners=[effects])
-    policies = PolicyStore(config.client_policy)
-    ctx = ServiceContext(config=config, metrics=metrics, faults=faults, policies=policies)
+    ctx = ServiceContext(
+        config=config, metrics=metrics, faults=faults, policies=PolicyStore(config.client_policy)
+    )
+    provider = _tracing(ctx)
+    _outbound_client(ctx)
+    _database(ctx, metadata)
+    api = _api(ctx, routers, description, _lifespan(ctx, effects, provider, on_startup))
+    return ServiceApp(
+        asgi=PortDispatcher(_middleware(ctx, api, routers), BodyLimit(_admin(ctx)), config.admin_port),
+        api=api,
+        context=ctx,
+    )
 
-    provider: TracerProvider | None = None
-    if config.telemetry:
-        from opentelemetry import trace
 
-        from sample_shop.kit.telemetry import SCOPE_NAME, create_tracer_provider
+def _tracing(ctx: ServiceContext) -> TracerProvider | None:
+    """The tracer provider (telemetry on), set as OpenTelemetry's global one; ctx.tracer from it."""
+    config = ctx.config
+    if not config.telemetry:
+        return None
+    from opentelemetry import trace
 
-        provider = create_tracer_provider(
-            service,
-            config.replica,
-            sample_ratio=config.trace_sample_ratio,
-            traces_file=config.traces_file,
-            otlp_endpoint=config.otlp_endpoint,
-            trace_files=config.trace_files,
-        )
-        trace.set_tracer_provider(provider)
-        ctx.tracer = provider.get_tracer(SCOPE_NAME)
-    if config.upstreams:
-        from sample_shop.kit.http_client import HttpClient
+    from sample_shop.kit.telemetry import SCOPE_NAME, create_tracer_provider
 
-        ctx.client = HttpClient(
-            service, config.upstreams, policies, faults=faults, metrics=metrics, tracer=ctx.tracer
-        )
-    if metadata is not None:
-        if config.database_url is None:
-            raise ConfigError(f"{service} declares tables but owns no database in the topology")
-        from sample_shop.kit.db import Database
+    provider = create_tracer_provider(
+        config.service,
+        config.replica,
+        sample_ratio=config.trace_sample_ratio,
+        traces_file=config.traces_file,
+        otlp_endpoint=config.otlp_endpoint,
+        trace_files=config.trace_files,
+    )
+    trace.set_tracer_provider(provider)
+    ctx.tracer = provider.get_tracer(SCOPE_NAME)
+    return provider
 
-        ctx.db = Database(config.database_url, metadata, faults=faults)
+
+def _outbound_client(ctx: ServiceContext) -> None:
+    """ctx.client, for a service with upstreams: timeouts, retries, breaker, faults on outbound calls."""
+    if not ctx.config.upstreams:
+        return
+    from sample_shop.kit.http_client import HttpClient
+
+    ctx.client = HttpClient(
+        ctx.config.service,
+        ctx.config.upstreams,
+        ctx.policies,
+        faults=ctx.faults,
+        metrics=ctx.metrics,
+        tracer=ctx.tracer,
+    )
+
+
+def _database(ctx: ServiceContext, metadata: MetaData | None) -> None:
+    """ctx.db, for a service that declares tables (it must own a database in the topology)."""
+    if metadata is None:
+        return
+    if ctx.config.database_url is None:
+        raise ConfigError(f"{ctx.config.service} declares tables but owns no database in the topology")
+    from sample_shop.kit.db import Database
+
+    ctx.db = Database(ctx.config.database_url, metadata, faults=ctx.faults)
+
+
+def _lifespan(
+    ctx: ServiceContext,
+    effects: FaultEffects,
+    provider: TracerProvider | None,
+    on_startup: StartupHook | None,
+) -> Callable[[FastAPI], contextlib.AbstractAsyncContextManager[None]]:
+    """Start the fault ticker, the schema, the client and the service's hook; stop it all, faults cleared."""
+    config = ctx.config
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -189,7 +229,7 @@ def create_service_app(
             yield
         finally:
             ticker.cancel()
-            faults.clear()
+            ctx.faults.clear()
             effects.stop_all()
             if ctx.client is not None:
                 await ctx.client.close()
@@ -198,10 +238,20 @@ def create_service_app(
             if provider is not None:
                 provider.shutdown()
 
+    return lifespan
+
+
+def _api(
+    ctx: ServiceContext,
+    routers: Sequence[APIRouter],
+    description: str,
+    lifespan: Callable[[FastAPI], contextlib.AbstractAsyncContextManager[None]],
+) -> FastAPI:
+    """The FastAPI app: the service's routers, health routes, the shop's error bodies."""
     # FastAPI's native OpenTelemetry support is off: ShopMiddleware does tracing and metrics in one cheaper
     # pass, and the native one would add dependency/endpoint child spans to every request.
     api = FastAPI(
-        title=f"shop: {service}",
+        title=f"shop: {ctx.config.service}",
         description=description,
         version="0.1.0",
         lifespan=lifespan,
@@ -214,28 +264,37 @@ def create_service_app(
     for router in routers:
         api.include_router(router)
     document_body_errors(api)
+    return api
 
-    app = ShopMiddleware(
+
+def _middleware(ctx: ServiceContext, api: FastAPI, routers: Sequence[APIRouter]) -> ShopMiddleware:
+    """Tracing, metrics, access log and inbound faults around the app, in one pass per request."""
+    config = ctx.config
+    return ShopMiddleware(
         BodyLimit(api),  # inside the middleware, so a 413 is counted and traced like any answer
-        service=service,
+        service=config.service,
         routes=RouteTable([*api.routes, *(route for router in routers for route in router.routes)]),
-        faults=faults,
-        metrics=metrics,
+        faults=ctx.faults,
+        metrics=ctx.metrics,
         tracer=ctx.tracer,
         detailed_metrics=config.telemetry,
         access_log_mode=config.access_log if config.telemetry else "off",
         slow_request_s=config.slow_request_s,
     )
-    admin = AdminApp(
-        service,
-        config.replica,
-        config.admin_token,
-        faults,
-        policies,
-        status=lambda: {"breakers": ctx.client.breakers() if ctx.client else {}},
-        reset_breakers=ctx.client.reset if ctx.client else None,
+
+
+def _admin(ctx: ServiceContext) -> AdminApp:
+    """The per-replica admin API (kit/admin.py) on this replica's faults, policy and client."""
+    client = ctx.client
+    return AdminApp(
+        ctx.config.service,
+        ctx.config.replica,
+        ctx.config.admin_token,
+        ctx.faults,
+        ctx.policies,
+        status=lambda: {"breakers": client.breakers() if client else {}},
+        reset_breakers=client.reset if client else None,
     )
-    return ServiceApp(asgi=PortDispatcher(app, BodyLimit(admin), config.admin_port), api=api, context=ctx)
 
 
 async def _tick(ctx: ServiceContext) -> None:
