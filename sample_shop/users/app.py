@@ -4,6 +4,7 @@ deliberately low by default (SHOP_PASSWORD_HASH_ITERATIONS=1000) because login i
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import logging
@@ -13,9 +14,10 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends
 from fastapi.responses import JSONResponse
-from sqlalchemy import insert, select
+from sqlalchemy import insert, select, update
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
+from starlette.background import BackgroundTask
 
 from sample_shop.kit.app import (
     AuthenticatedUser,
@@ -42,6 +44,30 @@ def hash_password(password: str, salt: bytes, iterations: int) -> str:
     return hashlib.pbkdf2_hmac("sha256", password.encode(), salt, iterations).hex()
 
 
+def _matches(row: Any, password: str) -> bool:
+    candidate = hash_password(password, bytes.fromhex(row.salt), row.iterations)
+    return hmac.compare_digest(candidate, row.password_hash)
+
+
+async def _rehash(ctx: ServiceContext, user_id: int, password: str) -> None:
+    """A hash made at a lower cost (an older version, or a lower SHOP_PASSWORD_HASH_ITERATIONS) is
+    replaced at the current cost at the next login, when the password is known."""
+    iterations = ctx.config.password_hash_iterations
+    salt = os.urandom(16)
+    digest = await asyncio.to_thread(hash_password, password, salt, iterations)
+
+    def work(conn: Connection) -> None:
+        conn.execute(
+            update(users)
+            .where(users.c.id == user_id)
+            .values(password_hash=digest, salt=salt.hex(), iterations=iterations)
+        )
+
+    assert ctx.db is not None
+    await ctx.db.write(work)
+    log.info("password rehashed", extra={"fields": {"event": "password_rehashed", "user_id": user_id}})
+
+
 def user_dict(row: Any) -> dict[str, Any]:
     created = row.created_at if row.created_at.tzinfo else row.created_at.replace(tzinfo=UTC)
     return {
@@ -55,14 +81,15 @@ def user_dict(row: Any) -> dict[str, Any]:
 @router.post("/users/register", status_code=201, summary="create an account")
 async def register(ctx: Ctx, body: Registration) -> JSONResponse:
     iterations = ctx.config.password_hash_iterations
+    salt = os.urandom(16)
+    digest = await asyncio.to_thread(hash_password, body.password, salt, iterations)  # not in a db thread
 
     def work(conn: Connection) -> Any:
-        salt = os.urandom(16)
         conn.execute(
             insert(users).values(
                 email=body.email,
                 name=body.name,
-                password_hash=hash_password(body.password, salt, iterations),
+                password_hash=digest,
                 salt=salt.hex(),
                 iterations=iterations,
                 created_at=datetime.now(UTC),
@@ -83,15 +110,14 @@ async def register(ctx: Ctx, body: Registration) -> JSONResponse:
 async def login(ctx: Ctx, body: Credentials) -> JSONResponse:
     def work(conn: Connection) -> Any:
         row = conn.execute(select(users).where(users.c.email == body.email.lower())).first()
-        if row is None:
-            return None
-        candidate = hash_password(body.password, bytes.fromhex(row.salt), row.iterations)
-        if not hmac.compare_digest(candidate, row.password_hash):
-            return None
-        return row, account.role_of(conn, roles, row.id)
+        return None if row is None else (row, account.role_of(conn, roles, row.id))
 
     assert ctx.db is not None
     found = await ctx.db.read(work)
+    # the hash runs in a thread of its own (hashlib releases the GIL), not in a database thread: a burst of
+    # logins must not hold up every other query
+    if found is not None and not await asyncio.to_thread(_matches, found[0], body.password):
+        found = None
     if found is None:
         raise ShopError(
             401,
@@ -108,7 +134,11 @@ async def login(ctx: Ctx, body: Credentials) -> JSONResponse:
             "token_type": "bearer",
             "expires_in": ttl,
             "user": {**user_dict(row), "role": role},
-        }
+        },
+        # after the answer is sent: the one-time rehash does not slow this login down
+        background=BackgroundTask(_rehash, ctx, row.id, body.password)
+        if row.iterations < ctx.config.password_hash_iterations
+        else None,
     )
 
 

@@ -122,3 +122,54 @@ def test_a_reused_idempotency_key_with_another_body_is_refused(shop: ShopProcess
         assert again.status_code == 200 and again.json()["id"] == first.json()["id"]
     finally:
         customer.close()
+
+
+def test_passwords_are_hashed_at_the_owasp_cost_and_old_hashes_are_rehashed_on_login(
+    shop: ShopProcesses,
+) -> None:
+    """PBKDF2-SHA256 at 600,000 iterations (OWASP Password Storage Cheat Sheet). A hash from before, at
+    1,000 iterations, still verifies and is replaced at the current cost by that login."""
+    import hashlib
+    import os
+    import sqlite3
+    import time
+    import uuid
+
+    gateway = shop.url("gateway")
+    email = f"h-{uuid.uuid4().hex[:12]}@example.com"
+    registered = httpx.post(
+        f"{gateway}/api/auth/register",
+        json={"email": email, "password": "password-1", "name": "Hash Test"},
+        timeout=15,
+    )
+    assert registered.status_code == 201, registered.text
+    db = sqlite3.connect(shop.state_dir / "data" / "users.db", timeout=10)
+    try:
+        (iterations,) = db.execute("SELECT iterations FROM users WHERE email = ?", (email,)).fetchone()
+        assert iterations == 600_000
+        salt = os.urandom(16)
+        legacy = hashlib.pbkdf2_hmac("sha256", b"password-1", salt, 1000).hex()
+        with db:
+            db.execute(
+                "UPDATE users SET password_hash = ?, salt = ?, iterations = 1000 WHERE email = ?",
+                (legacy, salt.hex(), email),
+            )
+        login = httpx.post(
+            f"{gateway}/api/auth/login", json={"email": email, "password": "password-1"}, timeout=15
+        )
+        assert login.status_code == 200, login.text
+        deadline = time.monotonic() + 10  # the rehash runs after the answer is sent
+        while True:
+            stored, iterations = db.execute(
+                "SELECT password_hash, iterations FROM users WHERE email = ?", (email,)
+            ).fetchone()
+            if iterations == 600_000 or time.monotonic() > deadline:
+                break
+            time.sleep(0.1)
+        assert iterations == 600_000 and stored != legacy
+        again = httpx.post(
+            f"{gateway}/api/auth/login", json={"email": email, "password": "password-1"}, timeout=15
+        )
+        assert again.status_code == 200, again.text
+    finally:
+        db.close()
