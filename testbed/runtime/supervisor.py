@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import importlib
 import logging
 import os
 import secrets
@@ -55,17 +54,10 @@ STARTUP_CRASH_LIMIT = 3  # a process that crashes this often while the stack sta
 def write_slo_rules(rules_dir: Path) -> tuple[str, int]:
     """Generate the SLO recording/alerting rules (slo/rules.py) into the rules folder: (a note for the user,
     how many files). A writer that fails is an error (fail closed)."""
+    from slo.rules import write_prometheus_rules  # imported after the spawn, as the control API
+
     try:
-        rules = importlib.import_module("slo.rules")
-    except ModuleNotFoundError as exc:
-        if exc.name == "slo.rules":
-            return "slo/rules.py is not there: Prometheus runs without SLO rules", 0
-        raise
-    writer = getattr(rules, "write_prometheus_rules", None)
-    if writer is None:
-        return "slo.rules has no write_prometheus_rules: Prometheus runs without SLO rules", 0
-    try:
-        written = writer(rules_dir)
+        written = write_prometheus_rules(rules_dir)
     except Exception as exc:
         raise RuntimeFailure(
             f"generating the SLO rules failed: {exc}",
