@@ -98,6 +98,15 @@ async def list_products(
     q: Annotated[str | None, Query(max_length=100, description="text in name or description")] = None,
     category: Annotated[str | None, Query(max_length=50)] = None,
     ids: Annotated[str | None, Query(max_length=1200, description="comma-separated product ids")] = None,
+    related_to: Annotated[
+        int | None,
+        Query(
+            ge=1,
+            le=MAX_ID,
+            description="products in the same category as this product (itself included); 404 if it does "
+            "not exist. Recommendations ask this in one call instead of the product, then its category",
+        ),
+    ] = None,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
     offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
 ) -> JSONResponse:
@@ -117,6 +126,9 @@ async def list_products(
             where.append(products.c.category == category)
         if id_list is not None:
             where.append(products.c.id.in_(id_list))
+        if related_to is not None:
+            category_of = select(products.c.category).where(products.c.id == related_to).scalar_subquery()
+            where.append(products.c.category == category_of)
         total = conn.execute(select(func.count()).select_from(products).where(*where)).scalar_one()
         rows = conn.execute(
             select(products).where(*where).order_by(products.c.id).limit(limit).offset(offset)
@@ -124,7 +136,11 @@ async def list_products(
         return {"items": [product_dict(r) for r in rows], "total": total, "limit": limit, "offset": offset}
 
     assert ctx.db is not None
-    return JSONResponse(await ctx.db.read(query))
+    page = await ctx.db.read(query)
+    if related_to is not None and page["total"] == 0 and not (q or category or id_list):
+        # the product is in its own category: no rows at all means there is no such product
+        raise ShopError(404, "not_found", f"product {related_to} does not exist")
+    return JSONResponse(page)
 
 
 @router.get("/products/{product_id}", summary="one product")

@@ -50,8 +50,9 @@ async def for_product(
     product_id: Annotated[int, Path(ge=1, le=MAX_ID)],
     limit: Annotated[int, Query(ge=1, le=20)] = 4,
 ) -> JSONResponse:
-    product = await _catalog(ctx, f"/products/{product_id}", "/products/{product_id}")
-    same = await _catalog(ctx, "/products", "/products", {"category": product["category"], "limit": 100})
+    # one catalog call (the product's category, itself included; 404 when it does not exist), not the
+    # product and then its category: half the catalog load of every product page
+    same = await _catalog(ctx, "/products", "/products", {"related_to": product_id, "limit": 100})
     items = rank_related(same["items"], {product_id}, [product_id], limit)
     return JSONResponse({"items": items, "for": [product_id]})
 

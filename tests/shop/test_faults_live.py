@@ -153,7 +153,7 @@ def test_outbound_latency_on_one_edge(shop: ShopProcesses) -> None:
     url = shop.url("recommendations") + "/recommendations/products/3"
     inject(shop, "recommendations", "outbound-latency", peer="catalog", ms=300)
     status, elapsed = timed_get(url)
-    assert status == 200 and elapsed >= 0.6  # two catalog calls, each delayed
+    assert status == 200 and elapsed >= 0.3  # its one catalog call, delayed
     assert timed_get(shop.url("catalog") + "/products/3")[1] < 0.3  # catalog itself is fine
 
 
