@@ -211,8 +211,19 @@ def up(
 
 def _status_table(status: StackStatus) -> Table:
     table = Table(title=f"stack in {status.state_dir}: {status.message}", title_justify="left")
-    for column in ("service", "replica", "pid", "port", "state", "health", "restarts", "url"):
-        table.add_column(column)
+    for column in (
+        "service",
+        "replica",
+        "pid",
+        "port",
+        "state",
+        "health",
+        "restarts",
+        "RSS MB",
+        "PSS MB",
+        "url",
+    ):
+        table.add_column(column, justify="right" if column.endswith("MB") else "left")
     for p in status.processes:
         health = f"[green]{p.health}[/green]" if p.healthy else f"[red]{p.health}[/red]"
         table.add_row(
@@ -223,8 +234,15 @@ def _status_table(status: StackStatus) -> Table:
             p.state,
             health,
             str(p.restarts),
+            "-" if p.rss_mb is None else f"{p.rss_mb:.0f}",
+            "-" if p.pss_mb is None else f"{p.pss_mb:.0f}",
             p.url or "",
         )
+    known = [p for p in status.processes if p.rss_mb is not None]
+    if known:
+        rss = sum(p.rss_mb or 0.0 for p in known)
+        pss = sum(p.pss_mb or 0.0 for p in known)
+        table.caption = f"every process: RSS {rss:.0f} MB, PSS {pss:.0f} MB (PSS splits shared pages)"
     return table
 
 
@@ -232,9 +250,9 @@ def status(
     as_json: bool = typer.Option(False, "--json", help="Print the status as JSON on stdout."),
     target_name: str = typer.Option("local", "--target", help=TARGET_HELP),
 ) -> None:
-    """Show every process of the stack: service, replica, pid, port, state, health (/readyz), restarts and
-    URL. Exit 0 when everything is healthy, 1 when something is not (or still starting), 3 when no stack
-    runs."""
+    """Show every process of the stack: service, replica, pid, port, state, health (/readyz), restarts,
+    memory (RSS and PSS, local target) and URL. Exit 0 when everything is healthy, 1 when something is not
+    (or still starting), 3 when no stack runs."""
     console = _console()
     current = _target(target_name, _console(stderr=True), as_json).status()
     if as_json:

@@ -80,6 +80,10 @@ class ProcessInfo:
     restarts: int = 0
     log: str | None = None
     health_url: str | None = None  # what `health` was probed on
+    # memory of the local process in MB: RSS counts shared pages in every process that maps them, PSS
+    # splits them between those processes (the honest share; the two sum very differently)
+    rss_mb: float | None = None
+    pss_mb: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

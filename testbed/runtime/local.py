@@ -388,6 +388,8 @@ class LocalTarget:
                 True, "local", root, message=f"supervisor pid {pid} is not answering: {failure}"
             )
         processes = asyncio.run(self._probe_all(listing))
+        for info in processes:
+            info.rss_mb, info.pss_mb = process_memory_mb(info.pid)
         return StackStatus(True, "local", root, processes, message=f"supervisor pid {pid}")
 
     async def _probe_all(self, listing: dict[str, Any]) -> list[ProcessInfo]:
@@ -459,3 +461,15 @@ class LocalTarget:
 
     def restart(self, service: str, replica: int) -> dict[str, Any]:
         return self._fault(service, replica, {"kind": "restart"})
+
+
+def process_memory_mb(pid: int | None) -> tuple[float | None, float | None]:
+    """(RSS, PSS) of a process in MB (10^6 bytes); (None, None) when it is gone or not readable."""
+    if pid is None:
+        return None, None
+    try:
+        info = psutil.Process(pid).memory_full_info()
+    except psutil.Error:
+        return None, None
+    pss = getattr(info, "pss", None)  # Linux only
+    return round(info.rss / 1e6, 1), None if pss is None else round(pss / 1e6, 1)
