@@ -56,9 +56,10 @@ test: ## run the test suite (real processes, real Prometheus, real Locust and ch
 test-fast: ## the tests that need no stack, for the edit-test loop (about a minute): pytest -m "not stack and not slow"
 	$(BIN)/pytest -m "not stack and not slow"
 
-lint: ## ruff
+lint: ## ruff, and mypy (strict on slo/, sample_shop/kit/, testbed/: [tool.mypy] in pyproject.toml)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/mypy
 
 load: ## run a load profile against the stack: make load PROFILE=spike USERS=20 DURATION=60s [SPAWN_RATE=5]
 	$(TESTBED) load --profile $(PROFILE) $(if $(USERS),--users $(USERS)) $(if $(DURATION),--duration $(DURATION)) $(if $(SPAWN_RATE),--spawn-rate $(SPAWN_RATE))

@@ -94,7 +94,7 @@ def collect_series(
     at `step_s`. Raises slo.prom.PrometheusError when Prometheus cannot answer."""
     import pandas as pd
 
-    frames = []
+    frames: list[pd.DataFrame] = []
     for q in queries:
         if is_selector(q.promql):
             found = prom.samples(q.promql, start - LOOKBACK_S, end)

@@ -31,7 +31,7 @@ class CannotJudge(RuntimeError):
     """The gate cannot judge (exit status 2): invalid SLO file, unreadable source, unreachable Prometheus."""
 
 
-def _slos(slo_files: Sequence[Path] | None) -> list:
+def _slos(slo_files: Sequence[Path] | None) -> list[SLO]:
     try:
         return load_slos(slo_files or None)
     except SpecError as exc:

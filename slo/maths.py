@@ -102,9 +102,10 @@ def worst_status(statuses: Sequence[Status]) -> Status:
     reported as such; missing, untrustworthy and undecided data never pass."""
     if not statuses:
         return "nodata"
-    for status in ("breached", "nodata", "unreliable", "inconclusive"):
+    worst_first: tuple[Status, ...] = ("breached", "nodata", "unreliable", "inconclusive")
+    for status in worst_first:
         if status in statuses:
-            return status  # type: ignore[return-value]
+            return status
     return "met"
 
 

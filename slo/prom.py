@@ -9,7 +9,8 @@ from datetime import UTC, datetime
 
 import numpy as np
 import requests
-from prometheus_api_client import PrometheusApiClientException, PrometheusConnect
+from prometheus_api_client.exceptions import PrometheusApiClientException
+from prometheus_api_client.prometheus_connect import PrometheusConnect
 from urllib3.util.retry import Retry
 
 from sample_shop import topology
@@ -41,7 +42,7 @@ class Prometheus:
         self.timeout_s = timeout_s
         # One quick retry only: an unreachable Prometheus must fail the gate fast, not after minutes.
         retry = Retry(total=1, backoff_factor=0.2, status_forcelist=(502, 503, 504), allowed_methods=None)
-        self._client = PrometheusConnect(url=self.url, disable_ssl=True, retry=retry, timeout=timeout_s)
+        self._client = PrometheusConnect(url=self.url, disable_ssl=True, retry=retry, timeout=timeout_s)  # type: ignore[arg-type]  # annotated int; requests takes float seconds
 
     def close(self) -> None:
         self._client.close()

@@ -113,13 +113,13 @@ def _gate_message(report: GateReport) -> str:
     return "; ".join(parts)
 
 
-def noise_problems(report: GateReport) -> list[dict[str, object]]:
+def noise_problems(report: GateReport) -> list[dict[str, str]]:
     """The judged windows whose measuring instruments were saturated, with the reason (slo/noise.py)."""
-    out = []
+    out: list[dict[str, str]] = []
     for entry in report.noise:
         if entry.get("window") in report.judged_windows and not entry.get("reliable", True):
             saturated = " and ".join(str(x) for x in entry.get("saturated", []))
-            out.append({"window": entry["window"], "reason": f"{saturated} in {entry['window']}"})
+            out.append({"window": str(entry["window"]), "reason": f"{saturated} in {entry['window']}"})
     return out
 
 
@@ -243,8 +243,10 @@ def print_table(report: GateReport, console: Console) -> None:
     table = Table(title=f"SLO gate over {', '.join(report.judged_windows)} ({report.source})")
     table.add_column("SLO")
     table.add_column("objective")
-    for w in report.windows:
-        table.add_column(w.name + ("" if w.name in report.judged_windows else " (info)"), justify="right")
+    for phase in report.windows:
+        table.add_column(
+            phase.name + ("" if phase.name in report.judged_windows else " (info)"), justify="right"
+        )
     table.add_column("interval", justify="right")
     table.add_column("needs", justify="right")
     table.add_column("budget", justify="right")

@@ -110,7 +110,8 @@ def parse_selector(text: str) -> Selector:
 def _read_string(s: str, pos: int, text: str) -> tuple[str, int]:
     if pos >= len(s) or s[pos] not in "\"'`":
         raise SelectorError(f"expected a quoted label value at position {pos} of {text!r}")
-    quote, pos, out = s[pos], pos + 1, []
+    quote, pos = s[pos], pos + 1
+    out: list[str] = []
     while pos < len(s):
         ch = s[pos]
         if ch == quote:
@@ -149,7 +150,7 @@ _ENUMERATED: dict[str, tuple[str, ...]] = {
 
 def bucket_label(threshold_s: float) -> str:
     """The `le` label value exactly as prometheus_client writes the bucket boundary (1.0 -> "1.0")."""
-    return floatToGoString(threshold_s)
+    return str(floatToGoString(threshold_s))
 
 
 def counter_series_names() -> dict[str, tuple[str, tuple[str, ...]]]:

@@ -131,7 +131,7 @@ class DecisionRule:
         """Bad events in a row that say `breached` from the start."""
         return math.ceil(self.upper / self.bad_weight)
 
-    def describe(self) -> dict[str, float | str]:
+    def describe(self) -> dict[str, float | str | list[float]]:
         return {
             "method": METHOD,
             "zone": [self.zone_low, self.zone_high],

@@ -269,7 +269,7 @@ def _build_slo(ctx: _Ctx, slis: dict[str, tuple[_Ctx, dict[str, Any]]]) -> SLO |
     before = len(ctx.problems)
     ctx.keys((), root, {"apiVersion", "kind", "metadata", "spec"})
     name = ctx.name(root)
-    meta = root.get("metadata") if isinstance(root.get("metadata"), dict) else {}
+    meta: dict[str, Any] = root["metadata"] if isinstance(root.get("metadata"), dict) else {}
     ctx.keys(("metadata",), meta, {"name", "displayName", "labels", "annotations"})
     labels = _string_map(ctx, ("metadata", "labels"), meta.get("labels"))
     annotations = _string_map(ctx, ("metadata", "annotations"), meta.get("annotations"))
@@ -329,7 +329,8 @@ def _indicator(
 ) -> _Ratio | None:
     """The SLO's ratio metric: from its inline `indicator`, or from the SLI its `indicatorRef` names (whose
     problems are then reported against the SLI's file)."""
-    indicator_ctx, indicator_spec, indicator_path = ctx, None, ("spec", "indicator", "spec")
+    indicator_ctx, indicator_spec = ctx, None
+    indicator_path: Path_ = ("spec", "indicator", "spec")
     if "indicator" in spec and "indicatorRef" in spec:
         ctx.error(("spec", "indicatorRef"), "give either indicator or indicatorRef, not both")
     elif "indicatorRef" in spec:

@@ -21,6 +21,9 @@ from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
+import numpy.typing as npt
+
+Sample = Sequence[float] | npt.NDArray[np.float64]  # one sample of a metric: a list or an array
 
 Classification = Literal["pass", "high", "low", "nodata"]
 Direction = Literal["increase", "decrease", "either"]
@@ -54,12 +57,13 @@ class Score:
     reason: str
 
 
-def _clean(values: Sequence[float]) -> np.ndarray:
-    arr = np.asarray(values, dtype=float)
-    return arr[np.isfinite(arr)]
+def _clean(values: Sample) -> npt.NDArray[np.float64]:
+    arr = np.asarray(values, dtype=np.float64)
+    finite: npt.NDArray[np.float64] = arr[np.isfinite(arr)]
+    return finite
 
 
-def hodges_lehmann(baseline: Sequence[float], candidate: Sequence[float]) -> float:
+def hodges_lehmann(baseline: Sample, candidate: Sample) -> float:
     """Median of all pairwise differences candidate_j - baseline_i."""
     x, y = _clean(baseline), _clean(candidate)
     if not len(x) or not len(y):
@@ -67,9 +71,7 @@ def hodges_lehmann(baseline: Sequence[float], candidate: Sequence[float]) -> flo
     return float(np.median(np.subtract.outer(y, x)))
 
 
-def shift_interval(
-    baseline: Sequence[float], candidate: Sequence[float], confidence: float
-) -> tuple[float, float]:
+def shift_interval(baseline: Sample, candidate: Sample, confidence: float) -> tuple[float, float]:
     """Distribution-free confidence interval of the shift from the ordered pairwise differences
     (normal approximation of the Mann-Whitney statistic's critical value)."""
     x, y = _clean(baseline), _clean(candidate)
@@ -85,8 +87,8 @@ def shift_interval(
 
 def compare_metric(
     name: str,
-    baseline: Sequence[float],
-    candidate: Sequence[float],
+    baseline: Sample,
+    candidate: Sample,
     *,
     group: str = "default",
     direction: Direction = "either",

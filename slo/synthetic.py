@@ -236,7 +236,8 @@ def phase_offsets(durations: Sequence[tuple[str, float]]) -> list[tuple[str, flo
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+        port: int = s.getsockname()[1]
+        return port
 
 
 def require_binaries() -> None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import secrets
 import uuid
 from dataclasses import dataclass
+from typing import Any
 
 import httpx
 
@@ -19,12 +20,12 @@ class JourneyError(RuntimeError):
 
 @dataclass(frozen=True)
 class Checkout:
-    order: dict
+    order: dict[str, Any]
     trace_id: str  # the W3C trace id the checkout request carried (sampled)
     caller_span_id: str  # the parent span id in that traceparent: the shop's root span points at it
 
 
-def _expect(response: httpx.Response, status: int, step: str) -> dict:
+def _expect(response: httpx.Response, status: int, step: str) -> dict[str, Any]:
     if response.status_code != status:
         raise JourneyError(
             f"{step}: expected HTTP {status}, got {response.status_code}: {response.text[:300]}"

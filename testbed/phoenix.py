@@ -184,7 +184,7 @@ def trace_problems(spans: Sequence[dict[str, Any]], caller_span_id: str, want: s
     problems = []
     dangling = {s.get("parent_id") for s in spans} - ids - {caller_span_id, None}
     if dangling:
-        problems.append(f"parent links to spans Phoenix does not hold: {sorted(dangling)}")
+        problems.append(f"parent links to spans Phoenix does not hold: {sorted(str(d) for d in dangling)}")
     roots = [s for s in spans if s.get("parent_id") == caller_span_id]
     if len(roots) != 1:
         problems.append(f"expected one span under the caller's span {caller_span_id}, found {len(roots)}")

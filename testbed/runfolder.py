@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from sample_shop.basics import utc_iso, write_json_atomic
-from slo.runfolder import RunPaths
+from slo.runfolder import RunPaths as RunPaths  # the layout, re-exported for the testbed's readers
 
 RUNS_DIR_ENV = "TESTBED_RUNS_DIR"
 LATEST = "latest"

@@ -59,7 +59,8 @@ class ServiceContext:
 # The dependencies are `async def` although they never await: FastAPI runs a plain `def` dependency in its
 # thread pool, a hop that cost ~24 % of a service's CPU in the profile (docs/runtime.md).
 async def get_context(request: Request) -> ServiceContext:
-    return request.app.state.ctx
+    ctx: ServiceContext = request.app.state.ctx
+    return ctx
 
 
 @dataclass(frozen=True)

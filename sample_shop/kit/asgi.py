@@ -79,7 +79,8 @@ class BodyLimit:
             if not replayed:
                 replayed = True
                 return first
-            return await receive()  # http.disconnect, when it comes
+            message: dict[str, Any] = await receive()  # http.disconnect, when it comes
+            return message
 
         await self.app(scope, replay, send)
 
@@ -87,7 +88,7 @@ class BodyLimit:
         chunks: list[bytes] = []
         size = 0
         while True:
-            message = await receive()
+            message: dict[str, Any] = await receive()
             if message["type"] != "http.request":
                 return message  # a disconnect: pass it on as it is
             chunk = message.get("body", b"")

@@ -59,7 +59,7 @@ def sample_latency_s(params: dict[str, Any], rng: random.Random) -> float:
 
 def _hits(fault: Fault, rng: random.Random) -> bool:
     probability = fault.params.get("probability", 1.0)
-    return probability >= 1.0 or rng.random() < probability
+    return bool(probability >= 1.0 or rng.random() < probability)
 
 
 @dataclass(frozen=True)
@@ -203,8 +203,8 @@ class FaultRegistry:
                     self._faults.pop(fault_id)
                     self._end(current, "replaced")
             for fault_id, new in wanted.items():
-                current = self._faults.get(fault_id)
-                if current is None:
+                existing = self._faults.get(fault_id)
+                if existing is None:
                     started.append(new)
                     self._faults[fault_id] = new
                 else:

@@ -192,7 +192,8 @@ class ShopMiddleware:
                 ):
                     self._log_access(method, route, scope, status, elapsed, synthetic)
                 span.end()
-                otel_context.detach(context_token)
+                if context_token is not None:
+                    otel_context.detach(context_token)
             elif self.access_log_mode == "all":
                 self._log_access(method, route, scope, status, elapsed, synthetic)
 

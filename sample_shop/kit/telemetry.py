@@ -105,10 +105,10 @@ def encode_spans(spans: Sequence[ReadableSpan]) -> dict[str, Any]:
     for resource, scopes in by_resource.values():
         scope_spans = []
         for (name, version), encoded in scopes.items():
-            scope: dict[str, Any] = {"name": name}
+            scope_doc: dict[str, Any] = {"name": name}
             if version:
-                scope["version"] = version
-            scope_spans.append({"scope": scope, "spans": encoded})
+                scope_doc["version"] = version
+            scope_spans.append({"scope": scope_doc, "spans": encoded})
         resource_spans.append(
             {
                 "resource": {"attributes": encode_attributes(resource.attributes if resource else {})},

@@ -455,7 +455,7 @@ def list_runs_cmd(
 
     folder = runs_dir or default_runs_dir()
     settle_all(folder, time.time())
-    rows = []
+    rows: list[dict[str, Any]] = []
     for run in list_runs(folder):
         try:
             info = read_run_info(run)

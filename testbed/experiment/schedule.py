@@ -5,7 +5,7 @@ overhead arithmetic. No I/O and no clocks: times come in as arguments."""
 from __future__ import annotations
 
 import itertools
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -133,7 +133,7 @@ def phases_from_journal(journal: Mapping[str, Any], fallback_end: float) -> list
 
 
 def phases_from_gauge(
-    series: Sequence[tuple[Mapping[str, str], Sequence[float], Sequence[float]]],
+    series: Sequence[tuple[Mapping[str, str], Iterable[float], Iterable[float]]],
     *,
     not_before: float,
 ) -> list[Phase]:

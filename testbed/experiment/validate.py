@@ -45,7 +45,7 @@ def experiment_problems(path: Path, doc: Document, configuration: Mapping[str, A
     data = doc.value if isinstance(doc.value, dict) else {}
     for index, ext in enumerate(data.get("extensions") or []):
         if isinstance(ext, dict) and ext.get("name") == EXTENSION and not ext.get("id"):
-            where = ("extensions", index, "id")
+            where: tuple[str | int, ...] = ("extensions", index, "id")
             problems.append(
                 f"{path}:{doc.line(where) or 1}: {format_path(where)}: required: the experiment's id "
                 "(names its run folders and its Prometheus label), e.g. the file name"

@@ -168,7 +168,8 @@ HOST_CPU_WAITING_QUERY = "plot:host_cpu_waiting"
 def _phase_values(frame: pd.DataFrame, query: str, phase: Phase) -> np.ndarray:
     rows = frame[(frame["query"] == query) & (frame["t"] >= phase.start) & (frame["t"] < phase.end)]
     values = rows["value"].to_numpy(dtype=float)
-    return values[np.isfinite(values)]
+    finite: np.ndarray = values[np.isfinite(values)]
+    return finite
 
 
 def phase_host_cpu(frame: pd.DataFrame | None, phases: Sequence[Phase]) -> dict[str, dict[str, float | None]]:

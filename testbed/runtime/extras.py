@@ -181,7 +181,8 @@ def grafana_datasources(ports: PortPlan, running: set[str]) -> dict[str, Any]:
     doc = grafana_provisioning.datasources(urls)
     serving = {"prometheus"} | (running & {"loki", "jaeger"})
     doc["datasources"] = [d for d in doc["datasources"] if d["type"] in serving]
-    return grafana_provisioning.escape_env(doc)
+    escaped: dict[str, Any] = grafana_provisioning.escape_env(doc)
+    return escaped
 
 
 def grafana_dashboard_provider(dashboards_dir: Path) -> dict[str, Any]:

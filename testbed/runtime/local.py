@@ -448,7 +448,8 @@ class LocalTarget:
             except (ValueError, KeyError, TypeError):
                 errors = response.text[:300]
             raise RuntimeFailure(f"control API {method} {path}: {response.status_code} {errors}")
-        return response.json()
+        answer: dict[str, Any] = response.json()
+        return answer
 
     def _fault(self, service: str, replica: int, body: dict[str, Any]) -> dict[str, Any]:
         return self._control("POST", f"/faults/{service}?replica={replica}", body=body)

@@ -34,7 +34,7 @@ class _Collector:
 class SupervisorMetrics:
     def __init__(self, phases: PhaseBoard, replicas: Callable[[], list[ReplicaProcess]]) -> None:
         self.registry = CollectorRegistry(auto_describe=False)
-        self.registry.register(_Collector(phases, replicas))  # type: ignore[arg-type]
+        self.registry.register(_Collector(phases, replicas))
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -399,7 +399,7 @@ class Supervisor:
                 return 0
             if shipper is not None:  # Loki is ready now
                 tasks.append(loop.create_task(shipper.run()))
-            self.processes.add_ready_listener(lambda _: self.descriptor().write(self.layout.root))
+            self.processes.add_ready_listener(lambda _: self._write_descriptor())
             await self.stop_event.wait()
         except RuntimeFailure as failure:
             log.error("startup failed: %s", failure.message)
@@ -407,14 +407,18 @@ class Supervisor:
             code = 1
         except Exception as exc:  # a supervisor bug: report it like a failure, and still clean up
             log.exception("supervisor failed")
-            failure = RuntimeFailure(
+            crash = RuntimeFailure(
                 f"the supervisor failed: {exc!r}", log_path=str(self.layout.supervisor_log)
             )
-            self.progress(StartupProgress("failed", failure.message, failure=failure.to_dict()))
+            self.progress(StartupProgress("failed", crash.message, failure=crash.to_dict()))
             code = 1
         finally:
             await self.shutdown(tasks, server)
         return code
+
+    def _write_descriptor(self) -> None:
+        """stack.json again, now with the replicas that just became ready."""
+        self.descriptor().write(self.layout.root)
 
     async def shutdown(self, tasks: list[asyncio.Task[Any]], server: _Server | None) -> None:
         log.info("stopping every process")
@@ -538,7 +542,7 @@ class Supervisor:
         waited = [m for m in self.processes.all() if m.spec.name in names]
         # the most telling log: a process that crashed, else the first one waited for
         crashed = [m for m in waited if m.consecutive_crashes > 0]
-        managed = (crashed or waited or [None])[0]
+        managed = (crashed or waited)[0] if (crashed or waited) else None
         if crashed:
             waiting = [
                 f"{m.spec.name}: exited {m.consecutive_crashes} time(s), last with code {m.exit_code}"
