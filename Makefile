@@ -56,7 +56,7 @@ test: ## run the test suite (real processes, real Prometheus, real Locust and ch
 test-fast: ## the tests that need no stack, for the edit-test loop (about a minute): pytest -m "not stack and not slow"
 	$(BIN)/pytest -m "not stack and not slow"
 
-lint: ## ruff, and mypy (strict on slo/, sample_shop/kit/, testbed/: [tool.mypy] in pyproject.toml)
+lint: ## ruff, and mypy (strict on slo/, sample_shop/kit/, sample_shop/faultd/, testbed/: [tool.mypy] in pyproject.toml)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy

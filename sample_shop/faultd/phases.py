@@ -24,7 +24,7 @@ class PhaseBoard:
         self._values: dict[tuple[str, str], float] = {}
         self._lock = threading.Lock()
         self.registry = CollectorRegistry(auto_describe=False)
-        self.registry.register(self)  # type: ignore[arg-type]
+        self.registry.register(self)
 
     def record(self, experiment: str, phase: str, state: str) -> dict[str, Any]:
         if phase not in PHASES or state not in PHASE_STATES:
