@@ -21,7 +21,7 @@ from sqlalchemy.exc import IntegrityError
 from sample_shop.catalog import admin
 from sample_shop.catalog.models import metadata, products, reservation_items, reservations
 from sample_shop.catalog.seed import seed_products
-from sample_shop.kit.app import ServiceApp, ServiceContext, create_service_app, get_context
+from sample_shop.kit.app import ServiceApp, ServiceContext, create_service_app, get_context, require_service
 from sample_shop.kit.config import ServiceConfig
 from sample_shop.kit.errors import ShopError
 
@@ -163,7 +163,11 @@ async def list_categories(ctx: Ctx) -> JSONResponse:
     return JSONResponse({"items": [r.category for r in rows]})
 
 
-@router.put("/products/{product_id}/stock", summary="set a product's stock (operations and tests)")
+@router.put(
+    dependencies=[Depends(require_service)],
+    path="/products/{product_id}/stock",
+    summary="set a product's stock (operations and tests)",
+)
 async def set_stock(ctx: Ctx, product_id: ProductId, body: StockUpdate) -> JSONResponse:
     assert ctx.db is not None
 
@@ -200,7 +204,12 @@ def _reservation_body(conn: Connection, reservation_id: str, status: str) -> dic
     }
 
 
-@router.post("/reservations", status_code=201, summary="reserve stock for an order attempt (idempotent)")
+@router.post(
+    dependencies=[Depends(require_service)],
+    path="/reservations",
+    status_code=201,
+    summary="reserve stock for an order attempt (idempotent)",
+)
 async def reserve(ctx: Ctx, body: ReservationRequest) -> JSONResponse:
     wanted: dict[int, int] = {}
     for line in body.items:
@@ -284,7 +293,11 @@ async def reserve(ctx: Ctx, body: ReservationRequest) -> JSONResponse:
     return JSONResponse(result, status_code=status)
 
 
-@router.delete("/reservations/{reservation_id}", summary="release a reservation (idempotent)")
+@router.delete(
+    dependencies=[Depends(require_service)],
+    path="/reservations/{reservation_id}",
+    summary="release a reservation (idempotent)",
+)
 async def release(
     ctx: Ctx,
     reservation_id: Annotated[str, Path(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9._:-]+$")],

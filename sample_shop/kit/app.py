@@ -20,7 +20,13 @@ from fastapi import APIRouter, FastAPI, Request
 from sample_shop import topology
 from sample_shop.kit.admin import AdminApp
 from sample_shop.kit.asgi import BodyLimit
-from sample_shop.kit.auth import UserClaims, bearer_token, verify_token
+from sample_shop.kit.auth import (
+    SERVICE_TOKEN_HEADER,
+    UserClaims,
+    bearer_token,
+    check_service_token,
+    verify_token,
+)
 from sample_shop.kit.config import ConfigError, ServiceConfig, load_service_config
 from sample_shop.kit.errors import ShopError, document_body_errors, install_error_handlers
 from sample_shop.kit.faults import FaultEffects, FaultRegistry
@@ -78,6 +84,11 @@ def verified_user(request: Request) -> AuthenticatedUser:
     so it runs on the event loop."""
     token = bearer_token(request.headers.get("authorization"))
     return AuthenticatedUser(verify_token(token, request.app.state.ctx.config.jwt_secret), token)
+
+
+async def require_service(request: Request) -> None:
+    """FastAPI dependency of the internal routes: the caller is one of the stack's services."""
+    check_service_token(request.headers.get(SERVICE_TOKEN_HEADER), request.app.state.ctx.config.admin_token)
 
 
 async def require_user(request: Request) -> AuthenticatedUser:
@@ -182,6 +193,7 @@ def _outbound_client(ctx: ServiceContext) -> None:
         faults=ctx.faults,
         metrics=ctx.metrics,
         tracer=ctx.tracer,
+        service_token=ctx.config.admin_token,
     )
 
 

@@ -74,3 +74,21 @@ def bearer_token(authorization: str | None) -> str:
     if scheme.lower() != "bearer" or not token.strip():
         raise AuthError("malformed Authorization header: expected `Bearer <access_token>`")
     return token.strip()
+
+
+# Service-to-service credential: every outbound call of the kit's client carries the stack's shared token
+# (the token file of the state folder locally, mode 0600; the Secret `shop-admin-token` on kind) in this
+# header, and the internal routes (catalog stock and reservations, payment charges and refunds) refuse a
+# request without it, so no other local process can free stock or fake a charge.
+SERVICE_TOKEN_HEADER = "X-Shop-Service-Token"
+
+
+def check_service_token(given: str | None, expected: str) -> None:
+    """AuthError unless `given` is the stack's service token (constant-time comparison)."""
+    import secrets
+
+    if not given or not secrets.compare_digest(given.encode(), expected.encode()):
+        raise AuthError(
+            f"this is an internal route: send the stack's service token in {SERVICE_TOKEN_HEADER} "
+            "(services do; the token file is in the state folder)"
+        )

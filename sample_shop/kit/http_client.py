@@ -27,6 +27,7 @@ import aiohttp
 from opentelemetry import trace
 from opentelemetry.trace import SpanKind, Status, StatusCode, Tracer
 
+from sample_shop.kit.auth import SERVICE_TOKEN_HEADER
 from sample_shop.kit.errors import UpstreamError
 from sample_shop.kit.faults import FaultRegistry
 from sample_shop.kit.metrics import ShopMetrics, status_class
@@ -111,8 +112,10 @@ class HttpClient:
         metrics: ShopMetrics | None = None,
         tracer: Tracer | None = None,
         rng: random.Random | None = None,
+        service_token: str | None = None,
     ) -> None:
         self.service = service
+        self.service_token = service_token  # sent on every call: the internal routes require it
         self.policies = policies
         self.faults = faults
         self.metrics = metrics
@@ -167,6 +170,8 @@ class HttpClient:
             upstream.breaker.configure(breaker_settings(policy))
             upstream.policy_version = self.policies.version
         send_headers = {"Accept": "application/json"}
+        if self.service_token:
+            send_headers[SERVICE_TOKEN_HEADER] = self.service_token
         if headers:
             send_headers.update(headers)
         if token:

@@ -22,7 +22,7 @@ from fastapi import APIRouter, Depends
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from sample_shop.kit.app import ServiceApp, ServiceContext, create_service_app, get_context
+from sample_shop.kit.app import ServiceApp, ServiceContext, create_service_app, get_context, require_service
 from sample_shop.kit.config import ServiceConfig, read_env_float
 from sample_shop.kit.errors import ShopError
 from sample_shop.kit.wire import Card
@@ -63,7 +63,12 @@ class Latency:
         return min(self.rng.lognormvariate(self.mu, self.sigma), 10.0)
 
 
-@router.post("/charges", status_code=201, summary="charge a card for an order (idempotent per order id)")
+@router.post(
+    dependencies=[Depends(require_service)],
+    path="/charges",
+    status_code=201,
+    summary="charge a card for an order (idempotent per order id)",
+)
 async def charge(ctx: Ctx, body: ChargeRequest) -> JSONResponse:
     latency: Latency = ctx.state["latency"]
     remembered: OrderedDict[str, dict[str, Any]] = ctx.state["charges"]
@@ -122,7 +127,10 @@ async def charge(ctx: Ctx, body: ChargeRequest) -> JSONResponse:
 
 
 @router.post(
-    "/refunds", status_code=201, summary="refund an order's charge in full (idempotent per order id)"
+    dependencies=[Depends(require_service)],
+    path="/refunds",
+    status_code=201,
+    summary="refund an order's charge in full (idempotent per order id)",
 )
 async def refund(ctx: Ctx, body: RefundRequest) -> JSONResponse:
     # Stateless like the charges: the refund id follows from the order id, so a repeat returns the same one.

@@ -10,6 +10,7 @@ from typing import Any
 
 import httpx
 
+from sample_shop.kit.auth import SERVICE_TOKEN_HEADER
 from shop.processes import ADMIN_TOKEN, ShopProcesses
 
 CARD = {"number": "4242424242424242", "expiry": "12/39", "cvc": "123"}
@@ -74,7 +75,10 @@ class Customer:
 
 def set_stock(shop: ShopProcesses, product_id: int, stock: int) -> None:
     response = httpx.put(
-        f"{shop.url('catalog')}/products/{product_id}/stock", json={"stock": stock}, timeout=5
+        f"{shop.url('catalog')}/products/{product_id}/stock",
+        json={"stock": stock},
+        headers={SERVICE_TOKEN_HEADER: ADMIN_TOKEN},  # an internal route: the stack's service token
+        timeout=5,
     )
     assert response.status_code == 200, response.text
 

@@ -12,9 +12,9 @@ import httpx
 import psutil
 import pytest
 
-from sample_shop.kit.auth import issue_token
+from sample_shop.kit.auth import SERVICE_TOKEN_HEADER, issue_token
 from shop.helpers import admin, inject
-from shop.processes import JWT_SECRET, ShopProcesses
+from shop.processes import ADMIN_TOKEN, JWT_SECRET, ShopProcesses
 
 pytestmark = pytest.mark.usefixtures("clean_faults")
 
@@ -125,7 +125,7 @@ def test_hang_holds_requests_until_the_fault_ends(shop: ShopProcesses) -> None:
     }
     with pytest.raises(httpx.ReadTimeout):
         httpx.post(url, json=body, timeout=0.7)
-    with httpx.Client(timeout=10) as client:
+    with httpx.Client(timeout=10, headers={SERVICE_TOKEN_HEADER: ADMIN_TOKEN}) as client:
         started = time.monotonic()
         import threading
 

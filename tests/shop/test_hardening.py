@@ -173,3 +173,40 @@ def test_passwords_are_hashed_at_the_owasp_cost_and_old_hashes_are_rehashed_on_l
         assert again.status_code == 200, again.text
     finally:
         db.close()
+
+
+@pytest.mark.parametrize(
+    ("service", "method", "path", "body"),
+    [
+        ("catalog", "PUT", "/products/1/stock", {"stock": 0}),
+        (
+            "catalog",
+            "POST",
+            "/reservations",
+            {"reservation_id": "x", "items": [{"product_id": 1, "quantity": 1}]},
+        ),
+        ("catalog", "DELETE", "/reservations/x", None),
+        (
+            "payment",
+            "POST",
+            "/charges",
+            {
+                "order_id": "x",
+                "amount_cents": 1,
+                "card": {"number": "4242424242424242", "expiry": "12/39", "cvc": "1"},
+            },
+        ),
+    ],
+)
+def test_internal_routes_need_the_service_credential(
+    shop: ShopProcesses, service: str, method: str, path: str, body: dict | None
+) -> None:
+    """Without the stack's shared service token any local process could free stock or fake a charge."""
+    from sample_shop.kit.auth import SERVICE_TOKEN_HEADER
+
+    url = f"{shop.url(service)}{path}"
+    anonymous = httpx.request(method, url, json=body, timeout=10)
+    assert anonymous.status_code == 401, anonymous.text
+    assert SERVICE_TOKEN_HEADER in anonymous.json()["message"]
+    wrong = httpx.request(method, url, json=body, headers={SERVICE_TOKEN_HEADER: "guess"}, timeout=10)
+    assert wrong.status_code == 401

@@ -25,6 +25,7 @@ from storefront.browser import (
     shown_trace_id,
 )
 
+from sample_shop.kit.auth import SERVICE_TOKEN_HEADER
 from sample_shop.topology import StackDescriptor
 
 pytestmark = pytest.mark.stack
@@ -118,14 +119,19 @@ def test_cart_quantities_and_out_of_stock_is_a_message(page: Page, stack_ready: 
 
     catalog = next(r for r in stack_ready.replicas if r.service == "catalog")
     before = httpx.get(f"{catalog.url}/products/{product_id}", timeout=5).json()["stock"]
-    assert httpx.put(f"{catalog.url}/products/{product_id}/stock", json={"stock": 1}, timeout=5).is_success
+    service = {SERVICE_TOKEN_HEADER: stack_ready.token()}  # an internal route: the stack's service token
+    assert httpx.put(
+        f"{catalog.url}/products/{product_id}/stock", json={"stock": 1}, headers=service, timeout=5
+    ).is_success
     try:
         check_out(page, GOOD_CARD)
         expect(page.locator("#messages .message.error")).to_contain_text("not enough stock")
         expect(page.locator("#cart")).to_contain_text(name)
         assert page.locator("#cart-total").inner_text() == total
     finally:
-        httpx.put(f"{catalog.url}/products/{product_id}/stock", json={"stock": before}, timeout=5)
+        httpx.put(
+            f"{catalog.url}/products/{product_id}/stock", json={"stock": before}, headers=service, timeout=5
+        )
 
     page.locator("#cart tbody tr").first.locator("button").click()  # Remove
     expect(page.locator("#cart-empty")).to_be_visible()
