@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 
 from sample_shop import topology
 from slo import promql
+from slo.errors import SloError
 from slo.prom import Prometheus, RawSeries
 from slo.promql import ALERT_NAME, RULE_PREFIX
 from slo.spec import SLO
@@ -133,7 +134,7 @@ def empty_series_frame() -> pd.DataFrame:
     )
 
 
-class SeriesFileError(ValueError):
+class SeriesFileError(SloError, ValueError):
     """series.parquet is missing, unreadable or not in the documented format."""
 
 

@@ -11,6 +11,7 @@ from typing import Any
 
 from sample_shop import topology
 from slo.collect import SeriesFileError
+from slo.errors import SloError
 from slo.evaluate import DEFAULT_RECOVERY_WINDOW_S, GateReport, RuleOverride, evaluate
 from slo.pages import NotificationsError, first_pages, read_notifications
 from slo.prom import Prometheus, PrometheusError
@@ -27,7 +28,7 @@ from slo.sources import (
 from slo.spec import SLO, SpecError, load_slos
 
 
-class CannotJudge(RuntimeError):
+class CannotJudge(SloError, RuntimeError):
     """The gate cannot judge (exit status 2): invalid SLO file, unreadable source, unreachable Prometheus."""
 
 

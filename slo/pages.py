@@ -13,12 +13,13 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
+from slo.errors import SloError
 from slo.promql import ALERT_NAME
 
 PAGE_SEVERITY = "page"
 
 
-class NotificationsError(ValueError):
+class NotificationsError(SloError, ValueError):
     """alerts.jsonl cannot be read (a line that is not a notification record)."""
 
 

@@ -14,12 +14,13 @@ from prometheus_api_client.prometheus_connect import PrometheusConnect
 from urllib3.util.retry import Retry
 
 from sample_shop import topology
+from slo.errors import SloError
 
 MAX_POINTS_PER_QUERY = 10_000  # Prometheus refuses more than 11,000 points per series and query
 SAMPLES_CHUNK_S = 6 * 3600.0  # raw-sample reads: 21,600 samples per series at a 1 s scrape
 
 
-class PrometheusError(RuntimeError):
+class PrometheusError(SloError, RuntimeError):
     """Prometheus could not be asked or refused the query. The message says how to fix it."""
 
 

@@ -26,6 +26,7 @@ import yaml
 
 from sample_shop import topology
 from sample_shop.basics import prom_duration, write_text_atomic
+from slo.errors import SloError
 from slo.promql import ALERT_NAME, RULE_PREFIX, error_ratio, number, sli_error_record
 from slo.spec import SLO, load_slos
 from slo.windows import BurnRateWindow, burn_rate_windows, distinct_windows
@@ -177,7 +178,7 @@ def write_prometheus_rules(
     return [path]
 
 
-class PromtoolError(RuntimeError):
+class PromtoolError(SloError, RuntimeError):
     """promtool is missing or rejected the rules."""
 
 

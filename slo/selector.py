@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from prometheus_client.utils import floatToGoString
 
 from sample_shop import topology
+from slo.errors import SloError
 
 MATCH_OPS = ("=~", "!~", "!=", "=")  # longest first, for the scanner
 SCRAPE_LABELS = ("job", "instance", "replica")  # added by Prometheus' scrape configuration
@@ -22,7 +23,7 @@ _IDENT = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*")
 _LABEL = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
 
 
-class SelectorError(ValueError):
+class SelectorError(SloError, ValueError):
     """A selector that cannot be parsed or does not fit the topology."""
 
 

@@ -52,6 +52,8 @@ import numpy as np
 import numpy.typing as npt
 from scipy.special import betaln
 
+from slo.errors import SloError
+
 Decision = Literal["met", "breached", "inconclusive"]
 METHOD = "sprt"  # named in every report
 METHOD_TEXT = "sequential probability ratio test on the bad-event rate (Wald), Ville bounds"
@@ -62,7 +64,7 @@ DEFAULT_BETA = 0.05  # at most this chance of `met` when the burn rate is >= hig
 NEVER = math.inf  # events needed when the observed rate gives the evidence no direction
 
 
-class RuleError(ValueError):
+class RuleError(SloError, ValueError):
     """A zone, alpha or beta that makes no rule (the message names the parameter)."""
 
 

@@ -29,6 +29,7 @@ from slo.collect import (
     read_series,
     selector_query_name,
 )
+from slo.errors import SloError
 from slo.maths import FloatArray, cumulative_events
 from slo.prom import Prometheus, PrometheusError, RawSeries
 from slo.runfolder import RunPaths
@@ -90,7 +91,7 @@ def _inside(series: list[RawSeries], window: Window) -> FloatArray:
     return np.concatenate(values).astype(float) if values else np.array([], dtype=float)
 
 
-class SourceError(ValueError):
+class SourceError(SloError, ValueError):
     """The source cannot be read (bad run folder, bad time, ...). The message says how to fix it."""
 
 

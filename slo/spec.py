@@ -26,6 +26,7 @@ from typing import Any, Literal
 
 from sample_shop import topology
 from sample_shop.basics import parse_duration
+from slo.errors import SloError
 from slo.selector import Selector, SelectorError, check_selector, family, parse_selector
 from slo.sequential import RuleError, RuleSettings
 from slo.yamlpos import Document, Path_, YamlSyntaxError, format_path, load_documents
@@ -56,7 +57,7 @@ class Problem:
         return f"{self.file}:{self.line or '?'}: {self.path}: {self.message}"
 
 
-class SpecError(ValueError):
+class SpecError(SloError, ValueError):
     """One or more invalid SLO files. `problems` lists every problem found, each with file, field, line."""
 
     def __init__(self, problems: Sequence[Problem]) -> None:

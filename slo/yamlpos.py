@@ -11,6 +11,8 @@ from typing import Any
 
 import yaml
 
+from slo.errors import SloError
+
 Path_ = tuple[str | int, ...]
 
 
@@ -43,7 +45,7 @@ class Document:
             path = path[:-1]
 
 
-class YamlSyntaxError(ValueError):
+class YamlSyntaxError(SloError, ValueError):
     def __init__(self, file: str, line: int | None, message: str) -> None:
         self.file, self.line, self.message = file, line, message
         super().__init__(f"{file}:{line or '?'}: invalid YAML: {message}")

@@ -53,10 +53,6 @@ def register(app: typer.Typer) -> None:
     app.add_typer(slo_app, name="slo")
 
 
-class _CannotJudge(Exception):
-    """A user-facing error that means exit 2; the message says how to fix it."""
-
-
 def _fail(message: str, as_json: bool) -> typer.Exit:
     if as_json:
         print(json.dumps({"status": "error", "exit_code": EXIT_CANNOT_JUDGE, "errors": message.splitlines()}))
@@ -71,20 +67,20 @@ def _load(files: list[Path] | None) -> list[SLO]:
     try:
         return load_slos(files or None)
     except SpecError as exc:
-        raise _CannotJudge(str(exc)) from None
+        raise CannotJudge(str(exc)) from None
 
 
 def _seconds(option: str, text: str) -> float:
     try:
         return float(parse_duration(text))
     except ValueError as exc:
-        raise _CannotJudge(f"{option}: {exc}") from None
+        raise CannotJudge(f"{option}: {exc}") from None
 
 
 def _resolve_run(run: Path) -> Path:
     path = run.resolve()
     if not path.is_dir():
-        raise _CannotJudge(
+        raise CannotJudge(
             f"--run {run}: no such run folder. Run an experiment first (`make experiment`) or give runs/<id>."
         )
     return path
@@ -167,7 +163,7 @@ def check(
             timeout,
             override,
         )
-    except (_CannotJudge, CannotJudge, SourceError) as exc:
+    except (CannotJudge, SourceError) as exc:
         raise _fail(str(exc), as_json) from None
     paths = write_reports(report, out_dir) if out_dir else _written(report, run, out)
     if as_json:
@@ -198,9 +194,9 @@ def _check(
     rule_override: RuleOverride,
 ) -> tuple[GateReport, Path | None]:
     if run is not None and (from_ or to):
-        raise _CannotJudge("give either --run DIR or --from/--to, not both")
+        raise CannotJudge("give either --run DIR or --from/--to, not both")
     if run is None and from_ is None:
-        raise _CannotJudge(
+        raise CannotJudge(
             "nothing to judge: give --run DIR (e.g. runs/latest) or a live window --from T [--to T]"
         )
     recovery_s = _seconds("--recovery-window", recovery_window)
@@ -214,9 +210,9 @@ def _check(
     start = parse_time(from_ or "", now)
     end = parse_time(to, now) if to else now.timestamp()
     if end <= start:
-        raise _CannotJudge(f"--to ({to or 'now'}) must be after --from ({from_})")
+        raise CannotJudge(f"--to ({to or 'now'}) must be after --from ({from_})")
     if end > now.timestamp() + 1:
-        raise _CannotJudge(f"--to ({to}) is in the future; the gate judges what has happened")
+        raise CannotJudge(f"--to ({to}) is in the future; the gate judges what has happened")
     report = check_live(
         prometheus or _stack_prometheus_url(), start, end, slo_files=slo_files,
         windows=load_phases(phases_file) if phases_file else None, phases=phase, min_events=min_events,
@@ -234,7 +230,7 @@ def _rule_override(zone: str | None, alpha: str | None, beta: str | None) -> Rul
                 settings = settings.with_text(name, text)
         settings.rule(0.999)  # order and range; each SLO's own target is checked when judging
     except RuleError as exc:
-        raise _CannotJudge(f"--{exc}") from None
+        raise CannotJudge(f"--{exc}") from None
     return RuleOverride(
         settings.zone if zone is not None else None,
         settings.alpha if alpha is not None else None,
@@ -321,7 +317,7 @@ def validate(
     """Check SLO files and list their objectives; errors name file, line and field. Exit 2 when invalid."""
     try:
         slos = _load(files)
-    except _CannotJudge as exc:
+    except CannotJudge as exc:
         raise _fail(str(exc), as_json) from None
     rows = [
         {
@@ -385,7 +381,7 @@ def compare_cmd(
     or run A vs run B. Exit 0 Pass (score >= 75), 1 Marginal or Fail, 2 cannot compare."""
     try:
         report = _compare(run_a, run_b, phase_a, phase_b, slo_files, slice_, confidence)
-    except (_CannotJudge, CannotJudge, SourceError, ValueError) as exc:
+    except (CannotJudge, SourceError, ValueError) as exc:
         raise _fail(str(exc), as_json) from None
     if as_json:
         print(json.dumps(report.to_dict(), indent=2))
@@ -398,7 +394,7 @@ def _pick(windows: list[Window], name: str | None, default: list[str], run: Path
     by_name = {w.name: w for w in windows}
     if name is not None:
         if name not in by_name:
-            raise _CannotJudge(f"{run}: no phase {name!r}; phases: {', '.join(by_name)}")
+            raise CannotJudge(f"{run}: no phase {name!r}; phases: {', '.join(by_name)}")
         return by_name[name]
     for candidate in default:
         if candidate in by_name:
@@ -425,7 +421,7 @@ def _compare(
         win_a = _pick(wins_a, phase_a, ["baseline"], dir_a)
         win_b = _pick(wins_a, phase_b, ["fault"], dir_a)
         if win_a == win_b:
-            raise _CannotJudge(f"{run_a}: needs two different phases (give --phase-a and --phase-b)")
+            raise CannotJudge(f"{run_a}: needs two different phases (give --phase-a and --phase-b)")
         return compare(slos, (src_a, win_a), (src_a, win_b), slice_s, confidence)
     dir_b = _resolve_run(run_b)
     src_b = RunFolderSource(dir_b)
