@@ -16,6 +16,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 from sample_shop.basics import utc_iso
+from sample_shop.kit.control import check_bearer
 
 WEBHOOK_PATH = "/alerts"
 MAX_BODY_BYTES = 4 * 1024 * 1024
@@ -26,6 +27,9 @@ def record_line(payload: object, received_unix: float) -> str:
         {"received": utc_iso(received_unix), "received_unix": received_unix, "notification": payload},
         sort_keys=True,
     )
+
+
+TOKEN_HINT = "the stack's token file, <state>/token (Alertmanager's http_config)"
 
 
 def make_handler(out: Path, token: str | None) -> type[BaseHTTPRequestHandler]:
@@ -50,8 +54,11 @@ def make_handler(out: Path, token: str | None) -> type[BaseHTTPRequestHandler]:
             if self.path != WEBHOOK_PATH:
                 self._answer(404, "not found")
                 return
-            if token is not None and self.headers.get("Authorization") != f"Bearer {token}":
-                self._answer(401, "bearer token required")
+            refusal = (
+                None if token is None else check_bearer(self.headers.get("Authorization"), token, TOKEN_HINT)
+            )
+            if refusal is not None:  # the control plane's one token check (kit/control.py)
+                self._answer(refusal.status, f"bearer token required: {refusal.message}")
                 return
             length = int(self.headers.get("Content-Length") or 0)
             if not 0 < length <= MAX_BODY_BYTES:
