@@ -43,7 +43,9 @@ from testbed.runtime.probes import Probe, probe_http, prometheus_up, readiness, 
 from testbed.runtime.processes import ManagedProcess, ProcessSpec, ProcessTable
 from testbed.runtime.prometheus import ScrapeTarget, prometheus_command, prometheus_config, render_config
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # imported for real after the spawn (control_app)
+    from fastapi import FastAPI
+
     from sample_shop.faultd.controller import FaultController
 
 log = logging.getLogger("testbed.supervisor")
@@ -354,7 +356,7 @@ class Supervisor:
 
     # ---- running ---------------------------------------------------------------------------------
 
-    def control_app(self) -> Any:
+    def control_app(self) -> FastAPI:
         """The control API (sample_shop.faultd.api) on this stack's process table, plus GET /processes.
         Built after the spawn, on the running event loop: FastAPI's import is slow and the children's
         start-up matters more; the fault controller starts its reconcile loop on this loop."""
