@@ -319,8 +319,10 @@ def verdict_intervals(data: ReportData) -> str:
             lows.append(lo)
             color = PHASE_COLORS.get(window["window"], UNKNOWN_PHASE_COLOR)
             marker = {"met": "o", "breached": "X", "inconclusive": "D"}.get(window["status"], ".")
+            # with few events the interval can lie wholly on one side of the observed SLI: no whisker there
+            whiskers = [[max(0.0, sli - lo)], [max(0.0, hi - sli)]]
             ax.errorbar(
-                sli, y + dy, xerr=[[sli - lo], [hi - sli]], fmt=marker, color=color, ms=5, capsize=2, lw=1,
+                sli, y + dy, xerr=whiskers, fmt=marker, color=color, ms=5, capsize=2, lw=1,
                 label=window["window"] if row == 0 else None,
             )  # fmt: skip
     ax.set_yticks(range(len(slos)), [s["name"] for s in reversed(slos)], fontsize=8)

@@ -196,3 +196,28 @@ def test_run_info_and_phases_round_trip_and_bad_folders_say_why(tmp_path: Path) 
     run.phases_json.write_text(json.dumps([{"name": "fault", "start": "yesterday", "end": utc_iso(2.0)}]))
     with pytest.raises(RunFolderError, match=r"phases.json: entry \[0\]: start/end must be ISO 8601"):
         read_phases(run)
+
+
+def test_the_verdict_plot_draws_an_interval_that_does_not_contain_the_observed_sli(tmp_path: Path) -> None:
+    """With a handful of events (a run interrupted early) the anytime-valid interval may lie wholly on one
+    side of the observed SLI; matplotlib refuses negative whiskers, which lost the whole report.html."""
+    from datetime import UTC, datetime
+
+    from testbed.report.data import ReportData
+    from testbed.report.plots import verdict_intervals
+
+    run = create_run(tmp_path, "x", datetime(2026, 1, 1, tzinfo=UTC))
+    info = RunInfo(
+        id=run.id, experiment="x", title="", experiment_file="", target="local", profile="", config={},
+        started="2026-01-01T00:00:00.000Z",
+    )  # fmt: skip
+    window = {
+        "window": "fault",
+        "judged": True,
+        "status": "inconclusive",
+        "sli": 0.5,
+        "sli_low": 0.6,
+        "sli_high": 0.9,
+    }
+    gate = {"slos": [{"name": "s", "target": 0.99, "windows": [window]}], "judged_windows": ["fault"]}
+    assert verdict_intervals(ReportData(run=run, info=info, gate=gate)).startswith("iVBOR")  # a PNG
