@@ -174,6 +174,9 @@ def junit_xml(report: GateReport) -> str:
             text = ",".join(f"{v:g}" for v in value) if isinstance(value, list) else str(value)
             ET.SubElement(props, "property", name=key, value=text)
         ET.SubElement(props, "property", name="interval", value=interval_text(s.overall))
+        events = "-" if s.overall is None else f"{s.overall.total:g}"
+        ET.SubElement(props, "property", name="events", value=events)
+        ET.SubElement(props, "property", name="events_needed", value=needed_text(s))
         ET.SubElement(case, "system-out").text = "\n".join([details, *s.notes])
     for entry in report.not_judged:
         case = ET.SubElement(suite, "testcase", classname="slo.not_judged", name=entry["name"])

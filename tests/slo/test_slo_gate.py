@@ -112,6 +112,10 @@ def test_reports_are_written(live_report: tuple[int, dict, Path]) -> None:
     assert suite.get("tests") == "16" and suite.get("failures") == "4" and suite.get("errors") == "0"
     failed = {c.get("name") for c in suite.iter("testcase") if c.find("failure") is not None}
     assert failed == CHECKOUT_SLOS
+    for case in suite.iter("testcase"):  # every testcase states how it was decided
+        props = {p.get("name"): p.get("value") for p in case.iter("property")}
+        assert props["method"] == "sprt" and props["zone"] == "0.5,2" and props["alpha"] == "0.05"
+        assert props["interval"].endswith("%") and float(props["events"]) > 0 and props["events_needed"]
     md = (out / "summary.md").read_text()
     assert "BREACHED" in md and "| checkout-availability-gateway |" in md
 
