@@ -21,25 +21,42 @@ SMOKE_PHASES = {"warmup": 1.0, "baseline": 1.0, "fault": 1.0, "recovery": 1.0}
 JUDGED_STATUSES = ("completed", "deviated")
 
 
-@benchmark("experiment.overhead", repeat=3, order=80)
-def experiment_overhead(ctx: BenchContext) -> list[Figure]:
-    """Wall time of `testbed experiment run` minus its configured phases, on a running stack."""
+def _phase_args(phases: dict[str, float]) -> list[str]:
+    return [arg for name, seconds in phases.items() for arg in (f"--{name}", f"{seconds:g}s")]
+
+
+def _run_default_experiment(
+    ctx: BenchContext, runs_folder: str, args: list[str], timeout_s: float
+) -> tuple[subprocess.CompletedProcess[str], float]:
+    """`testbed experiment run` of the default experiment on the shared stack, with its wall time."""
     stack = ctx.shared_stack()
-    phases = SMOKE_PHASES if ctx.smoke else FULL_PHASES
-    plan = plan_phases({}, phases)
-    runs_dir = ctx.workdir / "experiment-runs"
     env = {
         **os.environ,
         "TESTBED_STATE_DIR": stack.state_dir,
         "TESTBED_PORT_OFFSET": str(ctx.port_offset),
-        "TESTBED_RUNS_DIR": str(runs_dir),
+        "TESTBED_RUNS_DIR": str(ctx.workdir / runs_folder),
     }
-    command = [str(Path(sys.executable).with_name("testbed")), "experiment", "run", EXPERIMENT, "--json"]
-    command += ["--var", "until_confident=false"]  # fixed phases: the overhead is wall time minus them
-    command += [arg for name, seconds in phases.items() for arg in (f"--{name}", f"{seconds:g}s")]
+    command = [
+        str(Path(sys.executable).with_name("testbed")),
+        "experiment",
+        "run",
+        EXPERIMENT,
+        "--json",
+        *args,
+    ]
     started = time.monotonic()
-    result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=plan.total_s + 300)
-    wall = time.monotonic() - started
+    result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=timeout_s)
+    return result, time.monotonic() - started
+
+
+@benchmark("experiment.overhead", repeat=3, order=80)
+def experiment_overhead(ctx: BenchContext) -> list[Figure]:
+    """Wall time of `testbed experiment run` minus its configured phases, on a running stack."""
+    phases = SMOKE_PHASES if ctx.smoke else FULL_PHASES
+    plan = plan_phases({}, phases)
+    # fixed phases: the overhead is the wall time minus them
+    args = ["--var", "until_confident=false", *_phase_args(phases)]
+    result, wall = _run_default_experiment(ctx, "experiment-runs", args, timeout_s=plan.total_s + 300)
     try:
         summary = json.loads(result.stdout)
         run = json.loads(Path(summary["run_dir"], "run.json").read_text())
@@ -79,20 +96,8 @@ def time_to_confident(ctx: BenchContext) -> list[Figure]:
     """The default experiment as `make experiment` runs it (phases held until every SLO is decided):
     per SLO the median over its judged phases of the seconds the sequential rule took to decide, the
     checkout events per second it achieved, and the wall time of the whole run."""
-    stack = ctx.shared_stack()
-    runs_dir = ctx.workdir / "confident-runs"
-    env = {
-        **os.environ,
-        "TESTBED_STATE_DIR": stack.state_dir,
-        "TESTBED_PORT_OFFSET": str(ctx.port_offset),
-        "TESTBED_RUNS_DIR": str(runs_dir),
-    }
-    command = [str(Path(sys.executable).with_name("testbed")), "experiment", "run", EXPERIMENT, "--json"]
-    if ctx.smoke:  # bounded, still through the confident hold
-        command += [a for n, s in SMOKE_CONFIDENT_PHASES.items() for a in (f"--{n}", f"{s:g}s")]
-    started = time.monotonic()
-    result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
-    wall = time.monotonic() - started
+    args = _phase_args(SMOKE_CONFIDENT_PHASES) if ctx.smoke else []  # smoke: bounded, still confident
+    result, wall = _run_default_experiment(ctx, "confident-runs", args, timeout_s=600)
     try:
         summary = json.loads(result.stdout)
         report = json.loads(Path(summary["run_dir"], "slo", "report.json").read_text())

@@ -186,8 +186,7 @@ class RuleSettings:
             value = float(text)
         except ValueError:
             raise RuleError(f"{name}: expected a number such as 0.05, got {text!r}") from None
-        if not 0.0 < value < 0.5:
-            raise RuleError(f"{name}: must be between 0 and 0.5 (exclusive), got {text!r}")
+        # the range is rule_for's to check: every caller builds the rule before judging with it
         return (
             RuleSettings(self.zone, value, self.beta)
             if name == "alpha"

@@ -419,7 +419,11 @@ def _rule_annotations(ctx: _Ctx, annotations: dict[str, str], target: float | No
         try:
             settings.rule(target)
         except RuleError as exc:
-            ctx.error(("metadata", "annotations"), str(exc))
+            # the message starts with the setting it is about: point at that annotation when it was given
+            name, _, message = str(exc).partition(": ")
+            key = f"testbed/{name}"
+            where = ("metadata", "annotations", key) if key in annotations else ("metadata", "annotations")
+            ctx.error(where, message if key in annotations else str(exc))
     return settings
 
 

@@ -21,7 +21,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Query
 from fastapi.responses import JSONResponse
-from sqlalchemy import and_, case, func, insert, or_, select, update
+from sqlalchemy import and_, case, insert, or_, select, update
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 
@@ -554,16 +554,7 @@ async def list_orders(
     offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
 ) -> JSONResponse:
     def work(conn: Connection) -> dict[str, Any]:
-        where = orders.c.user_id == user.id
-        total = conn.execute(select(func.count()).select_from(orders).where(where)).scalar_one()
-        rows = conn.execute(
-            select(orders)
-            .where(where)
-            .order_by(orders.c.created_at.desc(), orders.c.id)
-            .limit(limit)
-            .offset(offset)
-        ).all()
-        return {"items": store.page(conn, rows), "total": total, "limit": limit, "offset": offset}
+        return store.listing(conn, [orders.c.user_id == user.id], limit, offset)
 
     assert ctx.db is not None
     return JSONResponse(await ctx.db.read(work))

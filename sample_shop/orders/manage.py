@@ -156,15 +156,7 @@ async def admin_list(
             where.append(orders.c.status == status)
         if user is not None:
             where.append(orders.c.user_id == user)
-        total = conn.execute(select(func.count()).select_from(orders).where(*where)).scalar_one()
-        rows = conn.execute(
-            select(orders)
-            .where(*where)
-            .order_by(orders.c.created_at.desc(), orders.c.id)
-            .limit(limit)
-            .offset(offset)
-        ).all()
-        return {"items": store.page(conn, rows), "total": total, "limit": limit, "offset": offset}
+        return store.listing(conn, where, limit, offset)
 
     assert ctx.db is not None
     return JSONResponse(await ctx.db.read(work))

@@ -10,7 +10,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import func, insert, select, update
 from sqlalchemy.engine import Connection
 
 from sample_shop.basics import utc_iso
@@ -97,6 +97,20 @@ def detail(conn: Connection, order_id: str, user_id: int | None = None) -> dict[
         select(order_events).where(order_events.c.order_id == order_id).order_by(order_events.c.id)
     ).all()
     return order_dict(row, items_of(conn, order_id), refund_of(conn, order_id), history)
+
+
+def listing(conn: Connection, where: Sequence[Any], limit: int, offset: int) -> dict[str, Any]:
+    """One page of the orders matching `where`, newest first, with the total: what both the shopper's
+    and the admin's order lists answer."""
+    total = conn.execute(select(func.count()).select_from(orders).where(*where)).scalar_one()
+    rows = conn.execute(
+        select(orders)
+        .where(*where)
+        .order_by(orders.c.created_at.desc(), orders.c.id)
+        .limit(limit)
+        .offset(offset)
+    ).all()
+    return {"items": page(conn, rows), "total": total, "limit": limit, "offset": offset}
 
 
 def page(conn: Connection, rows: Sequence[Any]) -> list[dict[str, Any]]:

@@ -148,6 +148,34 @@ def test_valid_file_loads(tmp_path: Path) -> None:
             "no label 'colour'",
         ),
         ("journey: checkout", "journey: shopping", "metadata.labels.journey", "journey:", "unknown journey"),
+        (
+            "    journey: checkout\n",
+            '    journey: checkout\n  annotations:\n    testbed/alpha: "0.7"\n',
+            "metadata.annotations.testbed/alpha",
+            "testbed/alpha",
+            "must be between 0 and 0.5",
+        ),
+        (
+            "    journey: checkout\n",
+            '    journey: checkout\n  annotations:\n    testbed/beta: "often"\n',
+            "metadata.annotations.testbed/beta",
+            "testbed/beta",
+            "expected a number",
+        ),
+        (
+            "    journey: checkout\n",
+            '    journey: checkout\n  annotations:\n    testbed/zone: "2,0.5"\n',
+            "metadata.annotations.testbed/zone",
+            "testbed/zone",
+            "low < high",
+        ),
+        (
+            "    journey: checkout\n",
+            '    journey: checkout\n  annotations:\n    testbed/zone: "0.5,200"\n',
+            "metadata.annotations.testbed/zone",
+            "testbed/zone",
+            "every event is bad",
+        ),
     ],
 )
 def test_invalid_files_name_file_field_and_line(
