@@ -64,7 +64,7 @@ MIXES: dict[str, JourneyMix] = {
         ),
         JourneyMix(
             "buying",
-            "weight on the critical journeys: ~30 % checkouts, ~25 % logins, browsing kept",
+            "weight on the critical journeys: ~36 % checkouts, ~14 % logins, browsing kept",
             {
                 "browse_catalog": 8,
                 "view_product": 10,
@@ -74,7 +74,7 @@ MIXES: dict[str, JourneyMix] = {
                 "add_to_cart": 8,
                 "remove_from_cart": 1,
                 "checkout": 30,
-                "sign_in_again": 25,
+                "sign_in_again": 12,
                 "order_history": 2,
             },
         ),
