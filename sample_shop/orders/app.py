@@ -37,10 +37,10 @@ from sample_shop.kit.config import ServiceConfig
 from sample_shop.kit.errors import ShopError, UpstreamError
 from sample_shop.kit.http_client import UpstreamResponse
 from sample_shop.kit.wire import CheckoutRequest, IdempotencyKey
-from sample_shop.orders import store
+from sample_shop.orders import outbox, store
 from sample_shop.orders.lifecycle import FAILED, PAID, PENDING
 from sample_shop.orders.manage import admin_router, shopper_router
-from sample_shop.orders.models import metadata, order_items, order_requests, orders
+from sample_shop.orders.models import metadata, order_contacts, order_items, order_requests, orders
 from sample_shop.orders.store import change_status, items_of, load, now_iso, order_dict, record_change
 
 log = logging.getLogger("sample_shop.orders")
@@ -159,6 +159,8 @@ class Saga:
                     updated_at=now,
                 )
             )
+            if self.user.claims.email:  # where the order's e-mails go (the outbox events carry it)
+                conn.execute(insert(order_contacts).values(order_id=order_id, email=self.user.claims.email))
             record_change(conn, order_id, None, PENDING, ACTOR)
             conn.execute(insert(order_requests).values(order_id=order_id, body_digest=self.digest))
             return conn.execute(select(orders).where(orders.c.id == order_id)).one(), True
@@ -595,7 +597,7 @@ async def free_stale_leases(ctx: ServiceContext) -> None:
 def create_app(config: ServiceConfig | None = None) -> ServiceApp:
     return create_service_app(
         "orders",
-        [router, shopper_router, admin_router],
+        [router, shopper_router, admin_router, outbox.router],
         config=config,
         metadata=metadata,
         on_startup=free_stale_leases,

@@ -86,3 +86,33 @@ order_requests = Table(
     Column("order_id", String(36), ForeignKey("orders.id"), primary_key=True),
     Column("body_digest", String(64), nullable=False),  # HMAC-SHA256 (keyed: the body holds a card number)
 )
+
+# The transactional outbox (sample_shop/orders/outbox.py): one row per notifiable status change, written in
+# the change's own transaction, so an event exists if and only if its change committed. Consumers claim
+# rows with a lease (at-least-once), acknowledge them (`done`), or give up on them: after MAX_ATTEMPTS
+# claims a row is `parked` and no longer handed out.
+outbox = Table(
+    "outbox",
+    metadata,
+    Column("event_id", String(36), primary_key=True),  # uuid4: the consumers' de-duplication key
+    Column("order_id", String(36), ForeignKey("orders.id"), nullable=False, index=True),
+    Column("type", String(32), nullable=False),  # order.paid | order.shipped | order.delivered | ...
+    Column("payload", Text, nullable=False),  # JSON
+    Column("traceparent", String(55)),  # W3C trace context of the change (None: telemetry off)
+    Column("created_at", String(32), nullable=False),
+    Column("created_s", Float, nullable=False),  # unix seconds, for the notification latency
+    Column("attempts", Integer, nullable=False),  # claims so far
+    Column("state", String(8), nullable=False, index=True),  # pending | leased | done | parked
+    Column("lease_owner", String(64)),
+    Column("lease_until", Float),
+    Column("last_error", Text),
+    Column("done_at", String(32)),
+)
+
+# Where an order's e-mails go: the shopper's address from the checkout's token (orders has no user table).
+order_contacts = Table(
+    "order_contacts",
+    metadata,
+    Column("order_id", String(36), ForeignKey("orders.id"), primary_key=True),
+    Column("email", String(320), nullable=False),
+)

@@ -1,7 +1,8 @@
 """orders' reads and status writes: an order as the API shows it, and the one way a status changes.
 
-`change_status` is a conditional UPDATE (`WHERE status = <from>`) plus the order's history row, in the
-caller's transaction, so two concurrent changes of one order cannot both win and no change goes unrecorded.
+`change_status` is a conditional UPDATE (`WHERE status = <from>`) plus the order's history row and its
+outbox event (sample_shop/orders/outbox.py), in the caller's transaction, so two concurrent changes of one
+order cannot both win and no change goes unrecorded or unannounced.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from sqlalchemy import func, insert, select, update
 from sqlalchemy.engine import Connection
 
 from sample_shop.basics import utc_iso
+from sample_shop.orders import outbox
 from sample_shop.orders.models import order_events, order_items, order_refunds, orders
 
 
@@ -131,12 +133,14 @@ def page(conn: Connection, rows: Sequence[Any]) -> list[dict[str, Any]]:
 def record_change(
     conn: Connection, order_id: str, from_status: str | None, to_status: str, actor: str
 ) -> None:
-    """The history row of a status change (the caller has made the change in this transaction)."""
+    """The history row of a status change and its outbox event (the caller has made the change in this
+    transaction, so all three commit or roll back together)."""
     conn.execute(
         insert(order_events).values(
             order_id=order_id, from_status=from_status, to_status=to_status, at=now_iso(), actor=actor
         )
     )
+    outbox.emit(conn, order_id, from_status, to_status)
 
 
 def change_status(

@@ -1,0 +1,258 @@
+"""The transactional outbox of orders (docs/shop.md, "The asynchronous path").
+
+`emit` is called by `store.record_change`, inside the transaction of every status change, so an event row
+exists if and only if its change committed: no event for a rolled-back change, no change without its
+event. Consumers (sample_shop/notifications) reach the rows through the internal routes below, protected
+by the stack's service token like catalog's reservations:
+
+- `POST /outbox/claim` hands out up to `limit` events with a lease of `lease_s`: pending rows, and leased
+  rows whose lease ran out (their consumer died). Every claim counts as an attempt; a row claimed
+  MAX_ATTEMPTS times without an acknowledgement is `parked` (a poison event) and handed out no more.
+- `POST /outbox/ack` marks events `done`; `POST /outbox/fail` gives one back (pending again, or parked
+  once its attempts are spent).
+- `GET /outbox/backlog` counts the rows per state and the age of the oldest undelivered one: what the
+  function runner polls to scale the consumers from zero.
+
+Delivery is at-least-once: a consumer that dies after sending but before `ack` gets the event again after
+its lease; it de-duplicates by `event_id`.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from typing import Annotated, Any, Final
+
+from fastapi import APIRouter, Depends
+from fastapi.responses import JSONResponse
+from opentelemetry import trace
+from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy.engine import Connection
+
+from sample_shop.basics import utc_iso
+from sample_shop.kit.app import ServiceContext, get_context, require_service
+from sample_shop.kit.errors import ShopError
+from sample_shop.kit.telemetry import format_traceparent
+from sample_shop.orders import lifecycle
+from sample_shop.orders.models import order_contacts, orders, outbox
+
+# The status changes a shopper hears about, and the event type each one writes.
+EVENT_TYPES: Final[dict[str, str]] = {
+    lifecycle.PAID: "order.paid",
+    lifecycle.SHIPPED: "order.shipped",
+    lifecycle.DELIVERED: "order.delivered",
+    lifecycle.CANCELLED: "order.cancelled",
+}
+STATES: Final = ("pending", "leased", "done", "parked")
+MAX_ATTEMPTS: Final = 5  # claims without an acknowledgement before an event is parked
+MAX_LEASE_S: Final = 300.0
+
+router = APIRouter(prefix="/outbox", dependencies=[Depends(require_service)])
+Ctx = Annotated[ServiceContext, Depends(get_context)]
+
+
+def current_traceparent() -> str | None:
+    """The W3C traceparent of the span being served (the change's request), or None without one."""
+    context = trace.get_current_span().get_span_context()
+    return format_traceparent(context) if context.is_valid else None
+
+
+def emit(conn: Connection, order_id: str, from_status: str | None, to_status: str) -> str | None:
+    """Write the outbox row of a status change in the caller's transaction; its event id, or None when the
+    change is not one shoppers are told about (pending, failed)."""
+    kind = EVENT_TYPES.get(to_status)
+    if kind is None:
+        return None
+    row = conn.execute(select(orders).where(orders.c.id == order_id)).one()
+    email = conn.execute(
+        select(order_contacts.c.email).where(order_contacts.c.order_id == order_id)
+    ).scalar_one_or_none()
+    now = time.time()
+    event_id = str(uuid.uuid4())
+    payload = {
+        "order_id": order_id,
+        "user_id": row.user_id,
+        "email": email,
+        "from": from_status,
+        "status": to_status,
+        "total_cents": row.total_cents,
+        "currency": row.currency,
+    }
+    conn.execute(
+        outbox.insert().values(
+            event_id=event_id,
+            order_id=order_id,
+            type=kind,
+            payload=json.dumps(payload, sort_keys=True),
+            traceparent=current_traceparent(),
+            created_at=utc_iso(now),
+            created_s=now,
+            attempts=0,
+            state="pending",
+        )
+    )
+    return event_id
+
+
+def event_dict(row: Any) -> dict[str, Any]:
+    return {
+        "event_id": row.event_id,
+        "order_id": row.order_id,
+        "type": row.type,
+        "payload": json.loads(row.payload),
+        "traceparent": row.traceparent,
+        "created_at": row.created_at,
+        "created_s": row.created_s,
+        "attempts": row.attempts,
+        "state": row.state,
+    }
+
+
+def _claimable(now: float) -> Any:
+    return or_(outbox.c.state == "pending", and_(outbox.c.state == "leased", outbox.c.lease_until < now))
+
+
+def claim(conn: Connection, consumer: str, limit: int, lease_s: float, now: float) -> list[dict[str, Any]]:
+    """Lease up to `limit` events to `consumer`, oldest first; spent ones are parked first."""
+    conn.execute(
+        update(outbox)
+        .where(_claimable(now), outbox.c.attempts >= MAX_ATTEMPTS)
+        .values(
+            state="parked",
+            lease_owner=None,
+            lease_until=None,
+            last_error=func.coalesce(outbox.c.last_error, "no acknowledgement")
+            + f" (parked after {MAX_ATTEMPTS} attempts)",
+        )
+    )
+    ids = list(
+        conn.execute(
+            select(outbox.c.event_id)
+            .where(_claimable(now))
+            .order_by(outbox.c.created_s, outbox.c.event_id)
+            .limit(limit)
+            .with_for_update(skip_locked=True)  # PostgreSQL; SQLite's BEGIN IMMEDIATE serialises claims
+        ).scalars()
+    )
+    if not ids:
+        return []
+    conn.execute(
+        update(outbox)
+        .where(outbox.c.event_id.in_(ids))
+        .values(
+            state="leased", lease_owner=consumer, lease_until=now + lease_s, attempts=outbox.c.attempts + 1
+        )
+    )
+    rows = conn.execute(
+        select(outbox).where(outbox.c.event_id.in_(ids)).order_by(outbox.c.created_s, outbox.c.event_id)
+    ).all()
+    return [event_dict(r) for r in rows]
+
+
+def ack(conn: Connection, event_ids: list[str]) -> int:
+    """Mark events delivered (any consumer's acknowledgement counts: the event was sent); how many changed."""
+    changed: int = conn.execute(
+        update(outbox)
+        .where(outbox.c.event_id.in_(event_ids), outbox.c.state.in_(("pending", "leased")))
+        .values(state="done", lease_owner=None, lease_until=None, done_at=utc_iso(time.time()))
+    ).rowcount
+    return changed
+
+
+def fail(conn: Connection, event_id: str, error: str) -> str | None:
+    """Give an event back after a failed delivery: pending again, or parked once its attempts are spent.
+    Its new state, or None when it is not leased (unknown, done or parked)."""
+    row = conn.execute(select(outbox).where(outbox.c.event_id == event_id)).first()
+    if row is None or row.state != "leased":
+        return None
+    state = "parked" if row.attempts >= MAX_ATTEMPTS else "pending"
+    conn.execute(
+        update(outbox)
+        .where(outbox.c.event_id == event_id)
+        .values(state=state, lease_owner=None, lease_until=None, last_error=error[:2000])
+    )
+    return state
+
+
+def backlog(conn: Connection, now: float) -> dict[str, Any]:
+    """Rows per state, the undelivered count (pending + leased) and the oldest undelivered one's age."""
+    counts = {state: 0 for state in STATES}
+    for state, count in conn.execute(select(outbox.c.state, func.count()).group_by(outbox.c.state)).all():
+        counts[state] = int(count)
+    oldest = conn.execute(
+        select(func.min(outbox.c.created_s)).where(outbox.c.state.in_(("pending", "leased")))
+    ).scalar_one_or_none()
+    return {
+        "states": counts,
+        "undelivered": counts["pending"] + counts["leased"],
+        "oldest_undelivered_age_s": None if oldest is None else round(max(0.0, now - oldest), 3),
+        "max_attempts": MAX_ATTEMPTS,
+    }
+
+
+class ClaimRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    consumer: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")
+    limit: int = Field(default=10, ge=1, le=100)
+    lease_s: float = Field(default=30.0, gt=0, le=MAX_LEASE_S)
+
+
+class AckRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    event_ids: list[Annotated[str, Field(min_length=1, max_length=36)]] = Field(min_length=1, max_length=100)
+
+
+class FailRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    event_id: str = Field(min_length=1, max_length=36)
+    error: str = Field(min_length=1, max_length=2000)
+
+
+@router.post("/claim", summary="lease pending order events to a consumer (internal)")
+async def claim_route(ctx: Ctx, body: ClaimRequest) -> JSONResponse:
+    assert ctx.db is not None
+    now = time.time()
+    events = await ctx.db.write(lambda conn: claim(conn, body.consumer, body.limit, body.lease_s, now))
+    return JSONResponse({"events": events, "lease_until": now + body.lease_s})
+
+
+@router.post("/ack", summary="mark order events delivered (internal)")
+async def ack_route(ctx: Ctx, body: AckRequest) -> JSONResponse:
+    assert ctx.db is not None
+    changed = await ctx.db.write(lambda conn: ack(conn, body.event_ids))
+    return JSONResponse({"acknowledged": changed})
+
+
+@router.post("/fail", summary="give an order event back after a failed delivery (internal)")
+async def fail_route(ctx: Ctx, body: FailRequest) -> JSONResponse:
+    assert ctx.db is not None
+    state = await ctx.db.write(lambda conn: fail(conn, body.event_id, body.error))
+    if state is None:
+        raise ShopError(409, "not_leased", f"event {body.event_id} is not leased (unknown, done or parked)")
+    return JSONResponse({"event_id": body.event_id, "state": state})
+
+
+@router.get("/backlog", summary="order events per state, and the oldest undelivered one's age (internal)")
+async def backlog_route(ctx: Ctx) -> JSONResponse:
+    assert ctx.db is not None
+    now = time.time()
+    return JSONResponse(await ctx.db.read(lambda conn: backlog(conn, now)))
+
+
+@router.get("/events", summary="order events, newest first, by state (internal; tests and experiments)")
+async def events_route(ctx: Ctx, state: str | None = None, limit: int = 100) -> JSONResponse:
+    if state is not None and state not in STATES:
+        raise ShopError(422, "invalid_state", f"state={state!r}: one of {', '.join(STATES)}", field="state")
+    if not 1 <= limit <= 1000:
+        raise ShopError(422, "invalid_limit", f"limit={limit}: between 1 and 1000", field="limit")
+
+    def work(conn: Connection) -> list[dict[str, Any]]:
+        query = select(outbox).order_by(outbox.c.created_s.desc()).limit(limit)
+        if state is not None:
+            query = query.where(outbox.c.state == state)
+        return [{**event_dict(r), "last_error": r.last_error} for r in conn.execute(query).all()]
+
+    assert ctx.db is not None
+    return JSONResponse({"events": await ctx.db.read(work)})
