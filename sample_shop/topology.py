@@ -61,6 +61,13 @@ GRAFANA_PORT = 3000
 NODE_EXPORTER_PORT = 9100  # host CPU, memory and pressure (node_exporter), scraped by the local Prometheus
 ALERTMANAGER_PORT = 9093
 ALERT_WEBHOOK_PORT = 9097  # the testbed's receiver of Alertmanager's notifications (AM clusters on 9094)
+SMTP_PORT = 2525  # the local SMTP server the notifications function sends to (loopback; a Maildir)
+
+# --------------------------------------------------------------------------------------------------
+# Functions: run on demand by the function runner (testbed/runtime/functions.py), not always on
+# --------------------------------------------------------------------------------------------------
+
+NOTIFICATIONS_FUNCTION = "notifications"  # consumes orders' outbox, sends the order e-mails
 
 SCRAPE_INTERVAL_S = 1.0  # the issue demands <= 2 s; 1 s lets short experiments see their faults
 RULE_EVALUATION_INTERVAL_S = 1.0
@@ -104,6 +111,13 @@ class MetricSpec:
     kind: Literal["counter", "histogram", "gauge"]
     labels: tuple[str, ...]
     help: str
+    buckets: tuple[float, ...] = LATENCY_BUCKETS_S  # histograms only: the boundaries, in seconds
+
+
+# Notifications are slower than requests: seconds to minutes, with the SLO's 30 s among the boundaries.
+NOTIFICATION_BUCKETS_S: tuple[float, ...] = (
+    0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0,
+)  # fmt: skip
 
 
 # Server side, exported by every service on /metrics (label `replica` and `instance` come from the scrape).
@@ -142,6 +156,20 @@ BREAKER_STATE = MetricSpec(
 FAULTS_ACTIVE = MetricSpec("shop_faults_active", "gauge", ("service", "kind"), "Injected faults now active")
 ORDERS = MetricSpec("shop_orders_total", "counter", ("service", "outcome"), "Checkouts by outcome")
 PAYMENTS = MetricSpec("shop_payments_total", "counter", ("service", "outcome"), "Payment charges by outcome")
+# The asynchronous path, exported by orders (the outbox's owner outlives the function's instances).
+NOTIFICATION_BACKLOG = MetricSpec(
+    "shop_notification_backlog",
+    "gauge",
+    ("service", "state"),
+    "Order events in the outbox by state (pending, leased: undelivered; parked: given up)",
+)
+NOTIFICATION_LATENCY = MetricSpec(
+    "shop_notification_latency_seconds",
+    "histogram",
+    ("service", "type"),
+    "From an order's status change to its e-mail accepted by the SMTP server (observed at the ack)",
+    NOTIFICATION_BUCKETS_S,
+)
 
 # Client side, exported by the load generator while it runs.
 LOAD_REQUESTS = MetricSpec(
@@ -191,6 +219,8 @@ ALL_METRICS: tuple[MetricSpec, ...] = (
     FAULTS_ACTIVE,
     ORDERS,
     PAYMENTS,
+    NOTIFICATION_BACKLOG,
+    NOTIFICATION_LATENCY,
     LOAD_REQUESTS,
     LOAD_DURATION,
     LOAD_USERS,

@@ -202,7 +202,7 @@ def check_selector(sel: Selector) -> tuple[Selector, float | None]:
                 message = f"invalid regular expression {m.value!r} for label {m.label}: {exc}"
                 raise SelectorError(message) from None
         if m.label == "le":
-            threshold, m = _check_le(m)
+            threshold, m = _check_le(m, _METRICS[family(sel.metric)].buckets)
         elif m.label in _ENUMERATED and m.op in ("=", "=~"):
             known = _ENUMERATED[m.label]
             if not any(m.matches(v) for v in known):
@@ -212,13 +212,13 @@ def check_selector(sel: Selector) -> tuple[Selector, float | None]:
                 )
         matchers.append(m)
     if role == "bucket" and threshold is None:
-        buckets = ", ".join(bucket_label(b) for b in topology.LATENCY_BUCKETS_S)
+        buckets = ", ".join(bucket_label(b) for b in _METRICS[family(sel.metric)].buckets)
         raise SelectorError(f'{sel.metric} needs le="<threshold>", one of the bucket boundaries: {buckets}')
     return Selector(sel.metric, tuple(matchers)), threshold
 
 
-def _check_le(m: Matcher) -> tuple[float, Matcher]:
-    buckets = ", ".join(bucket_label(b) for b in topology.LATENCY_BUCKETS_S)
+def _check_le(m: Matcher, boundaries: tuple[float, ...]) -> tuple[float, Matcher]:
+    buckets = ", ".join(bucket_label(b) for b in boundaries)
     if m.op != "=":
         raise SelectorError(f'the latency threshold must be an exact match le="<boundary>", not le{m.op}')
     try:
@@ -226,7 +226,7 @@ def _check_le(m: Matcher) -> tuple[float, Matcher]:
     except ValueError:
         message = f"le={m.value!r} is not a number; use one of the bucket boundaries: {buckets}"
         raise SelectorError(message) from None
-    if value not in topology.LATENCY_BUCKETS_S:
+    if value not in boundaries:
         raise SelectorError(
             f"latency threshold le={m.value!r} is not a histogram bucket boundary, so it selects nothing; "
             f"use one of: {buckets} (seconds)"

@@ -24,9 +24,7 @@ def build_metric(spec: MetricSpec, registry: CollectorRegistry) -> Any:
     if spec.kind == "counter":
         return Counter(spec.name, spec.help, spec.labels, registry=registry)
     if spec.kind == "histogram":
-        return Histogram(
-            spec.name, spec.help, spec.labels, buckets=topology.LATENCY_BUCKETS_S, registry=registry
-        )
+        return Histogram(spec.name, spec.help, spec.labels, buckets=spec.buckets, registry=registry)
     return Gauge(spec.name, spec.help, spec.labels, registry=registry)
 
 

@@ -594,12 +594,17 @@ async def free_stale_leases(ctx: ServiceContext) -> None:
         )
 
 
+async def start(ctx: ServiceContext) -> None:
+    await free_stale_leases(ctx)
+    await outbox.start_metrics(ctx)
+
+
 def create_app(config: ServiceConfig | None = None) -> ServiceApp:
     return create_service_app(
         "orders",
         [router, shopper_router, admin_router, outbox.router],
         config=config,
         metadata=metadata,
-        on_startup=free_stale_leases,
+        on_startup=start,
         description="Idempotent checkout saga, order history and lifecycle, cancellation, admin.",
     )

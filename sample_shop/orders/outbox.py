@@ -19,7 +19,9 @@ its lease; it de-duplicates by `event_id`.
 
 from __future__ import annotations
 
+import asyncio
 import json
+import logging
 import time
 import uuid
 from typing import Annotated, Any, Final
@@ -31,9 +33,11 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.engine import Connection
 
+from sample_shop import topology
 from sample_shop.basics import utc_iso
 from sample_shop.kit.app import ServiceContext, get_context, require_service
 from sample_shop.kit.errors import ShopError
+from sample_shop.kit.metrics import build_metric
 from sample_shop.kit.telemetry import format_traceparent
 from sample_shop.orders import lifecycle
 from sample_shop.orders.models import order_contacts, orders, outbox
@@ -49,6 +53,7 @@ STATES: Final = ("pending", "leased", "done", "parked")
 MAX_ATTEMPTS: Final = 5  # claims without an acknowledgement before an event is parked
 MAX_LEASE_S: Final = 300.0
 
+log = logging.getLogger("sample_shop.orders")
 router = APIRouter(prefix="/outbox", dependencies=[Depends(require_service)])
 Ctx = Annotated[ServiceContext, Depends(get_context)]
 
@@ -151,13 +156,16 @@ def claim(conn: Connection, consumer: str, limit: int, lease_s: float, now: floa
     return [event_dict(r) for r in rows]
 
 
-def ack(conn: Connection, event_ids: list[str]) -> int:
-    """Mark events delivered (any consumer's acknowledgement counts: the event was sent); how many changed."""
-    changed: int = conn.execute(
+def ack(conn: Connection, event_ids: list[str]) -> list[tuple[str, float]]:
+    """Mark events delivered (any consumer's acknowledgement counts: the event was sent); the (type,
+    created_s) of each one this call changed (a repeated ack changes nothing)."""
+    undelivered = (outbox.c.event_id.in_(event_ids), outbox.c.state.in_(("pending", "leased")))
+    changed = [(r.type, r.created_s) for r in conn.execute(select(outbox).where(*undelivered)).all()]
+    conn.execute(
         update(outbox)
-        .where(outbox.c.event_id.in_(event_ids), outbox.c.state.in_(("pending", "leased")))
+        .where(*undelivered)
         .values(state="done", lease_owner=None, lease_until=None, done_at=utc_iso(time.time()))
-    ).rowcount
+    )
     return changed
 
 
@@ -202,6 +210,50 @@ class ClaimRequest(BaseModel):
 class AckRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
     event_ids: list[Annotated[str, Field(min_length=1, max_length=36)]] = Field(min_length=1, max_length=100)
+    sent_s: float | None = Field(default=None, gt=0, description="unix time the e-mail was accepted")
+
+
+class OutboxMetrics:
+    """The asynchronous path's metrics, exported by orders: the backlog per state (refreshed every
+    second and on every claim/ack) and the notification latency of each first acknowledgement."""
+
+    def __init__(self, ctx: ServiceContext) -> None:
+        self.ctx = ctx
+        self.backlog = build_metric(topology.NOTIFICATION_BACKLOG, ctx.metrics.registry)
+        self.latency = build_metric(topology.NOTIFICATION_LATENCY, ctx.metrics.registry)
+
+    def observe(self, delivered: list[tuple[str, float]], sent_s: float) -> None:
+        for kind, created_s in delivered:
+            self.latency.labels(self.ctx.config.service, kind).observe(max(0.0, sent_s - created_s))
+
+    async def refresh(self) -> dict[str, Any]:
+        assert self.ctx.db is not None
+        now = time.time()
+        counts = await self.ctx.db.read(lambda conn: backlog(conn, now))
+        for state in STATES:
+            if state != "done":
+                self.backlog.labels(self.ctx.config.service, state).set(counts["states"][state])
+        return counts
+
+    async def run(self, interval_s: float = 1.0) -> None:
+        while True:
+            try:
+                await self.refresh()
+            except Exception:  # a locked or faulted database: the gauge keeps its last value
+                log.warning("could not count the outbox backlog", exc_info=True)
+            await asyncio.sleep(interval_s)
+
+
+async def start_metrics(ctx: ServiceContext) -> None:
+    """orders' startup: the outbox metrics and their refresh task."""
+    metrics = OutboxMetrics(ctx)
+    ctx.state["outbox_metrics"] = metrics
+    ctx.state["outbox_metrics_task"] = asyncio.get_running_loop().create_task(metrics.run())
+
+
+def _metrics(ctx: ServiceContext) -> OutboxMetrics | None:
+    found = ctx.state.get("outbox_metrics")
+    return found if isinstance(found, OutboxMetrics) else None
 
 
 class FailRequest(BaseModel):
@@ -221,8 +273,11 @@ async def claim_route(ctx: Ctx, body: ClaimRequest) -> JSONResponse:
 @router.post("/ack", summary="mark order events delivered (internal)")
 async def ack_route(ctx: Ctx, body: AckRequest) -> JSONResponse:
     assert ctx.db is not None
-    changed = await ctx.db.write(lambda conn: ack(conn, body.event_ids))
-    return JSONResponse({"acknowledged": changed})
+    delivered = await ctx.db.write(lambda conn: ack(conn, body.event_ids))
+    metrics = _metrics(ctx)
+    if metrics is not None:
+        metrics.observe(delivered, body.sent_s or time.time())
+    return JSONResponse({"acknowledged": len(delivered)})
 
 
 @router.post("/fail", summary="give an order event back after a failed delivery (internal)")
@@ -237,6 +292,9 @@ async def fail_route(ctx: Ctx, body: FailRequest) -> JSONResponse:
 @router.get("/backlog", summary="order events per state, and the oldest undelivered one's age (internal)")
 async def backlog_route(ctx: Ctx) -> JSONResponse:
     assert ctx.db is not None
+    metrics = _metrics(ctx)
+    if metrics is not None:  # the gauge is as fresh as the answer
+        return JSONResponse(await metrics.refresh())
     now = time.time()
     return JSONResponse(await ctx.db.read(lambda conn: backlog(conn, now)))
 
