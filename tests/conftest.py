@@ -104,18 +104,22 @@ def stack_target(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalTarg
     state_dir = tmp_path_factory.mktemp("stack")
     # the stack stops by itself if this test process dies without tearing down (kill -9, CI timeout)
     target = LocalTarget(state_dir, port_offset(), exit_with_pid=os.getpid())
-    previous = os.environ.get("TESTBED_STATE_DIR")
-    os.environ["TESTBED_STATE_DIR"] = str(state_dir)
+    # the notifications function scales to zero 2 s after the backlog empties (10 s by default), so the
+    # tests of scaling to zero take seconds
+    settings = {"TESTBED_STATE_DIR": str(state_dir), "TESTBED_FUNCTION_IDLE_S": "2"}
+    previous = {name: os.environ.get(name) for name in settings}
+    os.environ.update(settings)
     try:
         yield target
     finally:
         try:
             target.down()
         finally:
-            if previous is None:
-                os.environ.pop("TESTBED_STATE_DIR", None)
-            else:
-                os.environ["TESTBED_STATE_DIR"] = previous
+            for name, value in previous.items():
+                if value is None:
+                    os.environ.pop(name, None)
+                else:
+                    os.environ[name] = value
 
 
 @pytest.fixture(scope="session")

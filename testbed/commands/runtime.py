@@ -261,6 +261,8 @@ def status(
         console.print(current.message, highlight=False)
     else:
         console.print(_status_table(current))
+        for function in current.functions:
+            console.print(_function_line(function), highlight=False)
         unhealthy = [p for p in current.processes if not p.healthy]
         if unhealthy:
             names = ", ".join(p.service + ("" if p.replica is None else f"-{p.replica}") for p in unhealthy)
@@ -269,6 +271,22 @@ def status(
         raise typer.Exit(EXIT_NOT_RUNNING)
     if not current.healthy:
         raise typer.Exit(EXIT_FAILED)
+
+
+def _function_line(function: dict[str, Any]) -> str:
+    """One line per function: instances now / the limit, cold starts, crashes, the outbox backlog."""
+    backlog = function.get("backlog") or {}
+    states = backlog.get("states", {})
+    queue = (
+        f"backlog {backlog.get('undelivered', '?')} undelivered, {states.get('parked', 0)} parked"
+        if backlog
+        else f"backlog unknown ({function.get('backlog_error') or 'not polled yet'})"
+    )
+    held = " [yellow]held at zero[/yellow]" if function.get("held_until") else ""
+    return (
+        f"function {function['name']}: {function['running']}/{function['max_instances']} instances, "
+        f"{function['cold_starts']} cold starts, {function['crashes']} crashes, {queue}{held}"
+    )
 
 
 def down(

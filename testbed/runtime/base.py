@@ -96,6 +96,8 @@ class StackStatus:
     state_dir: str
     processes: list[ProcessInfo] = field(default_factory=list)
     message: str = ""
+    # functions run on demand (testbed/runtime/functions.py): instances, cold starts, backlog of each
+    functions: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def healthy(self) -> bool:
@@ -109,6 +111,7 @@ class StackStatus:
             "state_dir": self.state_dir,
             "message": self.message,
             "processes": [p.to_dict() for p in self.processes],
+            "functions": self.functions,
         }
 
 

@@ -146,6 +146,10 @@ class PortPlan:
     def alert_webhook(self) -> int:
         return topology.ALERT_WEBHOOK_PORT + self.offset
 
+    @property
+    def smtp(self) -> int:
+        return topology.SMTP_PORT + self.offset
+
     def stack_ports(self, replicas: dict[str, int], extras: tuple[str, ...] = ()) -> dict[int, str]:
         """Port -> what listens there, for every listener of a stack (used to check before and after)."""
         ports: dict[int, str] = {}
@@ -154,6 +158,7 @@ class PortPlan:
                 ports[self.app(service, r)] = f"{service} replica {r}"
                 ports[self.admin(service, r)] = f"{service} replica {r} admin API"
         ports[self.control] = "control API (supervisor)"
+        ports[self.smtp] = "SMTP server (order e-mails)"
         ports[self.prometheus] = "Prometheus"
         if "jaeger" in extras:
             ports[self.jaeger_ui] = "Jaeger UI"

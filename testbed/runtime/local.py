@@ -35,7 +35,7 @@ from testbed.runtime.files import log_tail
 from testbed.runtime.layout import PortPlan, StateLayout
 from testbed.runtime.options import format_replicas, make_options
 from testbed.runtime.ports import busy_ports_message, listening
-from testbed.runtime.probes import probe_http
+from testbed.runtime.probes import Probe, probe_http
 
 SUPERVISOR_MODULE = "testbed.runtime.supervisor"
 STOP_TIMEOUT_S = 20.0  # the supervisor's own grace (5 s per group) plus margin
@@ -390,7 +390,13 @@ class LocalTarget:
         processes = asyncio.run(self._probe_all(listing))
         for info in processes:
             info.rss_mb, info.pss_mb = process_memory_mb(info.pid)
-        return StackStatus(True, "local", root, processes, message=f"supervisor pid {pid}")
+        try:
+            functions = self._control("GET", "/functions", descriptor).get("functions", [])
+        except RuntimeFailure:  # a supervisor from before functions: no such route
+            functions = []
+        return StackStatus(
+            True, "local", root, processes, message=f"supervisor pid {pid}", functions=functions
+        )
 
     async def _probe_all(self, listing: dict[str, Any]) -> list[ProcessInfo]:
         infos: list[ProcessInfo] = []
@@ -414,11 +420,18 @@ class LocalTarget:
                     )
                 )
             others = listing.get("others", [])
-            probes = await asyncio.gather(*(probe_http(client, o["health_url"] or o["url"]) for o in others))
+            probes = await asyncio.gather(*(self._probe_other(client, o) for o in others))
             for o, probe in zip(others, probes, strict=True):
                 o.update(health=probe.detail, healthy=probe.ok)
                 infos.append(ProcessInfo(**o))
         return infos
+
+    @staticmethod
+    async def _probe_other(client: httpx.AsyncClient, other: dict[str, Any]) -> Probe:
+        """A process without an HTTP health URL (the SMTP server) is as healthy as its state says."""
+        if other.get("health_url"):
+            return await probe_http(client, other["health_url"])
+        return Probe(other["state"] == "running", other["state"])
 
     # ---- process faults (through the control API) ------------------------------------------------
 

@@ -28,7 +28,7 @@ import psutil
 from sample_shop.basics import write_json_atomic
 from sample_shop.kit.logs import setup_logging
 from sample_shop.topology import SERVICE_NAMES, SHOP_JOB, TESTBED_JOB, ReplicaEndpoint, StackDescriptor
-from testbed.runtime import alertmanager, nodeexporter
+from testbed.runtime import alertmanager, functions, nodeexporter
 from testbed.runtime import extras as extras_mod
 from testbed.runtime.base import InputError, ProcessInfo, RuntimeFailure, StartupProgress, UpOptions
 from testbed.runtime.envcontract import service_env
@@ -113,6 +113,7 @@ class Supervisor:
     ready: bool = False
     stop_event: asyncio.Event = field(default_factory=asyncio.Event)
     controller: FaultController | None = None  # the control API's fault controller, once it serves
+    runners: dict[str, functions.FunctionRunner] = field(default_factory=dict)  # functions.py
     started: float = field(default_factory=time.monotonic)
 
     # ---- preparation (before any process starts) -------------------------------------------------
@@ -188,10 +189,35 @@ class Supervisor:
                         admin_port=self.ports.admin(service, r),
                     )
                 )
+        self.add_functions(jwt_secret, otlp, trace_files)
         for name, note in extras_mod.absent_notes(
             [n for n in extras_mod.EXTRA_NAMES if n not in found], self.layout
         ).items():
             self.notes.append(f"{name}: runs on kind (docs/kind.md) - here {note}")
+
+    def add_functions(self, jwt_secret: str, otlp: str | None, trace_files: bool) -> None:
+        """The local SMTP server (a managed process) and the notifications function's runner (functions.py:
+        instances on demand, not always on)."""
+        self.processes.add(
+            ProcessSpec(
+                "mailserver",
+                functions.mailserver_command(self.ports, self.layout),
+                dict(os.environ),
+                self.layout.process_log("mailserver"),
+                self.ports.smtp,
+            )
+        )
+        env = service_env(
+            os.environ, "orders", 0, self.options, self.ports, self.layout, jwt_secret, otlp, trace_files
+        )
+        try:
+            settings = functions.RunnerSettings.from_env(os.environ)
+        except InputError as exc:
+            raise RuntimeFailure(str(exc), hint="fix the variable, then run up again") from None
+        runner = functions.notifications_runner(
+            env, self.options.replicas["orders"], self.ports, self.layout, self.token, settings
+        )
+        self.runners[runner.name] = runner
 
     def add_prometheus(self) -> None:
         """Prometheus goes first: its scrape manager creates its first scrape pools only on a 5 s tick after
@@ -370,7 +396,7 @@ class Supervisor:
             self.token,
             phases=self.phases,
             metrics=SupervisorMetrics(self.phases, self.processes.replicas).render,
-            routes=[process_router(self.processes, self.others)],
+            routes=[process_router(self.processes, self.others), functions.function_router(self.runners)],
             token_hint=f"the token file {self.layout.token_file}",
             title="testbed control API",
         )
@@ -402,6 +428,7 @@ class Supervisor:
             if shipper is not None:  # Loki is ready now
                 tasks.append(loop.create_task(shipper.run()))
             self.processes.add_ready_listener(lambda _: self._write_descriptor())
+            tasks += [loop.create_task(runner.run()) for runner in self.runners.values()]
             await self.stop_event.wait()
         except RuntimeFailure as failure:
             log.error("startup failed: %s", failure.message)
@@ -424,6 +451,7 @@ class Supervisor:
 
     async def shutdown(self, tasks: list[asyncio.Task[Any]], server: _Server | None) -> None:
         log.info("stopping every process")
+        await asyncio.gather(*(runner.stop() for runner in self.runners.values()), return_exceptions=True)
         with contextlib.suppress(FileNotFoundError):
             self.layout.stack_file.unlink()
         try:
