@@ -8,9 +8,7 @@ and written to `<state dir>/admin-password` (0600) for the person running the st
 
 from __future__ import annotations
 
-import hmac
 import logging
-import os
 import secrets
 from collections.abc import Mapping
 from datetime import UTC, datetime
@@ -27,6 +25,7 @@ from sample_shop.kit.app import AuthenticatedUser, ServiceContext, StartupHook, 
 from sample_shop.kit.config import ConfigError
 from sample_shop.kit.errors import ShopError
 from sample_shop.kit.wire import PasswordChange, ProfileEdit
+from sample_shop.users.passwords import Passwords
 
 log = logging.getLogger("sample_shop.users")
 Ctx = Annotated[ServiceContext, Depends(get_context)]
@@ -58,12 +57,7 @@ def role_of(conn: Connection, roles: Table, user_id: int) -> str:
     return role or "shopper"
 
 
-def _password_matches(hash_password: Any, row: Any, password: str) -> bool:
-    candidate = hash_password(password, bytes.fromhex(row.salt), row.iterations)
-    return hmac.compare_digest(candidate, row.password_hash)
-
-
-def install(users: Table, roles: Table, hash_password: Any, user_dict: Any) -> APIRouter:
+def install(users: Table, roles: Table, passwords: Passwords, user_dict: Any) -> APIRouter:
     """The account routes over the users service's own table and password hashing."""
     router = APIRouter()
 
@@ -84,33 +78,27 @@ def install(users: Table, roles: Table, hash_password: Any, user_dict: Any) -> A
         "/users/me/password", status_code=204, summary="change the password (the old one is required)"
     )
     async def change_password(ctx: Ctx, user: User, body: PasswordChange) -> Response:
-        iterations = ctx.config.password_hash_iterations
-
-        def work(conn: Connection) -> str | None:
-            row = conn.execute(select(users).where(users.c.id == user.id)).first()
-            if row is None or not _password_matches(hash_password, row, body.old_password):
-                return "wrong_password"
-            problem = weakness(body.new_password, body.old_password, row.email)
-            if problem is not None:
-                return problem
-            salt = os.urandom(16)
-            conn.execute(
-                update(users)
-                .where(users.c.id == user.id)
-                .values(
-                    password_hash=hash_password(body.new_password, salt, iterations),
-                    salt=salt.hex(),
-                    iterations=iterations,
-                )
-            )
-            return None
-
         assert ctx.db is not None
-        problem = await ctx.db.write(work)
-        if problem == "wrong_password":
+        row = await ctx.db.read(lambda conn: conn.execute(select(users).where(users.c.id == user.id)).first())
+        # both hashes run on the hashing thread, outside the write transaction (it holds the write lock)
+        if row is None or not await passwords.verify_async(row, body.old_password):
             raise ShopError(401, "wrong_password", "the old password is not right", field="old_password")
+        problem = weakness(body.new_password, body.old_password, row.email)
         if problem is not None:
             raise ShopError(422, "weak_password", problem, field="new_password")
+        hashed = await passwords.hash_async(body.new_password)
+
+        def work(conn: Connection) -> str | None:
+            # only over the hash that was checked: a concurrent change in between wins, this one is refused
+            changed = conn.execute(
+                update(users)
+                .where(users.c.id == user.id, users.c.password_hash == row.password_hash)
+                .values(**hashed.columns())
+            )
+            return None if changed.rowcount == 1 else "wrong_password"
+
+        if await ctx.db.write(work) is not None:
+            raise ShopError(401, "wrong_password", "the old password is not right", field="old_password")
         log.info("password changed", extra={"fields": {"event": "password_changed", "user_id": user.id}})
         return Response(status_code=204)
 
@@ -134,27 +122,23 @@ def configured_admin_password(env: Mapping[str, str]) -> str | None:
     return password
 
 
-def bootstrap_admin(users: Table, roles: Table, hash_password: Any, configured: str | None) -> StartupHook:
+def bootstrap_admin(users: Table, roles: Table, passwords: Passwords, configured: str | None) -> StartupHook:
     """The startup hook that creates the first admin once (replicas race safely on the write lock), with the
     `configured` password or, when None, a generated one written to the state folder."""
 
     async def hook(ctx: ServiceContext) -> None:
         password_file = ctx.config.state_dir / ADMIN_PASSWORD_FILE
-        iterations = ctx.config.password_hash_iterations
 
         def work(conn: Connection) -> bool:
             if conn.execute(select(users.c.id).where(users.c.email == FIRST_ADMIN_EMAIL)).first() is not None:
                 return False
             password = configured or secrets.token_urlsafe(18)
-            salt = os.urandom(16)
             conn.execute(
                 insert(users).values(
                     email=FIRST_ADMIN_EMAIL,
                     name=FIRST_ADMIN_NAME,
-                    password_hash=hash_password(password, salt, iterations),
-                    salt=salt.hex(),
-                    iterations=iterations,
                     created_at=datetime.now(UTC),
+                    **passwords.hash(password).columns(),
                 )
             )
             admin_id = conn.execute(select(users.c.id).where(users.c.email == FIRST_ADMIN_EMAIL)).scalar_one()

@@ -1,18 +1,12 @@
-"""users: registration, login and profile. Passwords are salted PBKDF2-SHA256; the iteration count is
-deliberately low by default (SHOP_PASSWORD_HASH_ITERATIONS=1000) because login is a load-test journey on a
-2-core machine - not a production setting."""
+"""users: registration, login and profile. Passwords are hashed with Argon2id at OWASP's minimum cost
+(users/passwords.py); hashes of earlier versions verify and are upgraded at the next login."""
 
 from __future__ import annotations
 
-import asyncio
-import hashlib
-import hmac
 import logging
 import os
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends
 from fastapi.responses import JSONResponse
@@ -30,50 +24,25 @@ from sample_shop.kit.app import (
     require_user,
 )
 from sample_shop.kit.auth import issue_token
-from sample_shop.kit.config import ServiceConfig
+from sample_shop.kit.config import ServiceConfig, load_service_config
 from sample_shop.kit.errors import ShopError
 from sample_shop.kit.wire import Credentials, Registration
 from sample_shop.users import account
 from sample_shop.users.models import metadata, roles, users
+from sample_shop.users.passwords import HashCost, Passwords
 
 log = logging.getLogger("sample_shop.users")
-router = APIRouter()
-T = TypeVar("T")
 Ctx = Annotated[ServiceContext, Depends(get_context)]
 User = Annotated[AuthenticatedUser, Depends(require_user)]
 
 
-def hash_password(password: str, salt: bytes, iterations: int) -> str:
-    return hashlib.pbkdf2_hmac("sha256", password.encode(), salt, iterations).hex()
-
-
-# One hashing thread per replica: a burst of registrations and logins (every simulated shopper starts with
-# both) queues here, using at most one core, instead of starving the other services on a 2-core machine.
-_HASHING = ThreadPoolExecutor(max_workers=1, thread_name_prefix="pbkdf2")
-
-
-async def _in_hashing_thread(fn: Callable[..., T], *args: Any) -> T:
-    return await asyncio.get_running_loop().run_in_executor(_HASHING, fn, *args)
-
-
-def _matches(row: Any, password: str) -> bool:
-    candidate = hash_password(password, bytes.fromhex(row.salt), row.iterations)
-    return hmac.compare_digest(candidate, row.password_hash)
-
-
-async def _rehash(ctx: ServiceContext, user_id: int, password: str) -> None:
-    """A hash made at a lower cost (an older version, or a lower SHOP_PASSWORD_HASH_ITERATIONS) is
-    replaced at the current cost at the next login, when the password is known."""
-    iterations = ctx.config.password_hash_iterations
-    salt = os.urandom(16)
-    digest = await _in_hashing_thread(hash_password, password, salt, iterations)
+async def _rehash(ctx: ServiceContext, passwords: Passwords, user_id: int, password: str) -> None:
+    """A hash made at another cost (an earlier version's PBKDF2, or other Argon2id parameters) is replaced
+    at the current cost at the next login, when the password is known."""
+    hashed = await passwords.hash_async(password)
 
     def work(conn: Connection) -> None:
-        conn.execute(
-            update(users)
-            .where(users.c.id == user_id)
-            .values(password_hash=digest, salt=salt.hex(), iterations=iterations)
-        )
+        conn.execute(update(users).where(users.c.id == user_id).values(**hashed.columns()))
 
     assert ctx.db is not None
     await ctx.db.write(work)
@@ -90,21 +59,31 @@ def user_dict(row: Any) -> dict[str, Any]:
     }
 
 
-@router.post("/users/register", status_code=201, summary="create an account")
-async def register(ctx: Ctx, body: Registration) -> JSONResponse:
-    iterations = ctx.config.password_hash_iterations
-    salt = os.urandom(16)
-    digest = await _in_hashing_thread(hash_password, body.password, salt, iterations)  # not in a db thread
+def _auth_routes(passwords: Passwords) -> APIRouter:
+    router = APIRouter()
+
+    @router.post("/users/register", status_code=201, summary="create an account")
+    async def register(ctx: Ctx, body: Registration) -> JSONResponse:
+        return await _register(ctx, passwords, body)
+
+    @router.post("/users/login", summary="exchange email and password for an access token")
+    async def login(ctx: Ctx, body: Credentials) -> JSONResponse:
+        return await _login(ctx, passwords, body)
+
+    @router.get("/users/me", summary="the logged-in user's profile")
+    async def me(ctx: Ctx, user: User) -> JSONResponse:
+        return await _me(ctx, user)
+
+    return router
+
+
+async def _register(ctx: ServiceContext, passwords: Passwords, body: Registration) -> JSONResponse:
+    hashed = await passwords.hash_async(body.password)  # on the hashing thread, not in a db thread
 
     def work(conn: Connection) -> Any:
         conn.execute(
             insert(users).values(
-                email=body.email,
-                name=body.name,
-                password_hash=digest,
-                salt=salt.hex(),
-                iterations=iterations,
-                created_at=datetime.now(UTC),
+                email=body.email, name=body.name, created_at=datetime.now(UTC), **hashed.columns()
             )
         )
         return conn.execute(select(users).where(users.c.email == body.email)).one()
@@ -118,17 +97,16 @@ async def register(ctx: Ctx, body: Registration) -> JSONResponse:
     return JSONResponse(user_dict(row), status_code=201)
 
 
-@router.post("/users/login", summary="exchange email and password for an access token")
-async def login(ctx: Ctx, body: Credentials) -> JSONResponse:
+async def _login(ctx: ServiceContext, passwords: Passwords, body: Credentials) -> JSONResponse:
     def work(conn: Connection) -> Any:
         row = conn.execute(select(users).where(users.c.email == body.email.lower())).first()
         return None if row is None else (row, account.role_of(conn, roles, row.id))
 
     assert ctx.db is not None
     found = await ctx.db.read(work)
-    # the hash runs in a thread of its own (hashlib releases the GIL), not in a database thread: a burst of
-    # logins must not hold up every other query
-    if found is not None and not await _in_hashing_thread(_matches, found[0], body.password):
+    # the hash runs on the hashing thread, not in a database thread: a burst of logins must not hold up
+    # every other query
+    if found is not None and not await passwords.verify_async(found[0], body.password):
         found = None
     if found is None:
         raise ShopError(
@@ -148,14 +126,13 @@ async def login(ctx: Ctx, body: Credentials) -> JSONResponse:
             "user": {**user_dict(row), "role": role},
         },
         # after the answer is sent: the one-time rehash does not slow this login down
-        background=BackgroundTask(_rehash, ctx, row.id, body.password)
-        if row.iterations < ctx.config.password_hash_iterations
+        background=BackgroundTask(_rehash, ctx, passwords, row.id, body.password)
+        if passwords.needs_rehash(row)
         else None,
     )
 
 
-@router.get("/users/me", summary="the logged-in user's profile")
-async def me(ctx: Ctx, user: User) -> JSONResponse:
+async def _me(ctx: ServiceContext, user: AuthenticatedUser) -> JSONResponse:
     assert ctx.db is not None
     row = await ctx.db.read(lambda conn: conn.execute(select(users).where(users.c.id == user.id)).first())
     if row is None:
@@ -164,13 +141,15 @@ async def me(ctx: Ctx, user: User) -> JSONResponse:
 
 
 def create_app(config: ServiceConfig | None = None) -> ServiceApp:
+    config = config or load_service_config("users")
+    passwords = Passwords(HashCost.of(config))
     return create_service_app(
         "users",
-        [router, account.install(users, roles, hash_password, user_dict)],
+        [_auth_routes(passwords), account.install(users, roles, passwords, user_dict)],
         config=config,
         metadata=metadata,
         on_startup=account.bootstrap_admin(
-            users, roles, hash_password, account.configured_admin_password(os.environ)
+            users, roles, passwords, account.configured_admin_password(os.environ)
         ),
         description="Registration, login (HS256 JWT), profile, roles and the first admin.",
     )
