@@ -48,7 +48,7 @@ def _account(gateway: str, users_db: Path, iterations: int) -> tuple[str, str]:
 
 @benchmark("users.login_hash_cost", repeat=1, order=45)
 def login_hash_cost(ctx: BenchContext) -> list[Figure]:
-    """Login latency (median of alternating real logins) per password hash: PBKDF2 1k, PBKDF2 600k, Argon2id."""
+    """Login latency (median of alternating real logins) per hash: PBKDF2 1k, PBKDF2 600k, Argon2id."""
     stack = ctx.shared_stack()
     users_db = Path(stack.state_dir) / "data" / "users.db"
     rounds = 3 if ctx.smoke else 20
