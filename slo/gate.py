@@ -44,14 +44,21 @@ def measurable(
 ) -> tuple[list[SLO], dict[str, str]]:
     """The SLOs a stack can measure, and the name of each one it cannot -> why. A stack whose Prometheus
     does not scrape the load generator (kind: `client_metrics_scraped` false) cannot measure the client-side
-    SLOs: judging them would be "no data" (exit 2) on every run. `where` names that Prometheus."""
+    SLOs: judging them would be "no data" (exit 2) on every run. `where` names that Prometheus. An SLO
+    annotated `testbed/gate: "false"` is never judged by a run's gate."""
+    ungated = (
+        'testbed/gate: "false": judged by its burn-rate alerts and its own experiments, not by every run'
+    )
+    not_judged = {s.name: ungated for s in slos if not s.gated}
+    slos = [s for s in slos if s.gated]
     if client_metrics_scraped:
-        return list(slos), {}
+        return list(slos), not_judged
     why = (
         f"source client: {where} does not scrape the load generator's metrics "
         "(stack.json client_metrics_scraped: false)"
     )
-    return [s for s in slos if s.source != "client"], {s.name: why for s in slos if s.source == "client"}
+    not_judged.update({s.name: why for s in slos if s.source == "client"})
+    return [s for s in slos if s.source != "client"], not_judged
 
 
 def _run_stack(run_dir: Path) -> dict[str, Any]:
@@ -170,14 +177,19 @@ def check_live(
     `slos` (already loaded) replaces reading `slo_files`."""
     if end <= start:
         raise CannotJudge(f"the window's end ({end}) must be after its start ({start})")
-    slos = list(slos) if slos is not None else _slos(slo_files)
+    not_judged: dict[str, str] = {}
+    if slos is None:  # the files' SLOs, less those a run's gate leaves out (testbed/gate: "false")
+        slos, not_judged = measurable(_slos(slo_files), client_metrics_scraped=True, where=prometheus_url)
+    slos = list(slos)
     span = Window("window", start, end)
     try:
         with Prometheus(prometheus_url, timeout_s=timeout_s) as prom:
             prom.check()
             source = PrometheusSource(prom, span, step_s)
-            return evaluate(
+            report = evaluate(
                 slos, source, list(windows or [span]), phases, recovery_window_s, min_events, rule_override
             )
+            report.not_judged = [{"name": name, "reason": why} for name, why in not_judged.items()]
+            return report
     except (PrometheusError, SourceError) as exc:
         raise CannotJudge(str(exc)) from None

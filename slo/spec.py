@@ -10,7 +10,9 @@ Supported subset, checked strictly (unknown fields are errors, so a typo never s
 - `timeWindow: [{duration: 1h, isRolling: true}]`, `budgetingMethod: Occurrences`,
   exactly one objective with `target` in (0, 1) (or `targetPercent` in (0, 100));
 - testbed settings as metadata annotations: `testbed/critical: "true"` (a breach fails a comparison
-  outright), `testbed/min-events: "20"` (fewer events in a window is "no data", never a pass).
+  outright), `testbed/min-events: "20"` (fewer events in a window is "no data", never a pass),
+  `testbed/gate: "false"` (the SLO has rules and alerts, but the gate of a run leaves it out and says why:
+  for an SLO whose events many experiments never make, such as the order e-mails').
 
 Every problem is reported with file, field path and line:
 `slo/specs/x.yaml:12: spec.objectives[0].target: ...`.
@@ -36,6 +38,7 @@ SPECS_DIR = Path(__file__).resolve().parent / "specs"
 DEFAULT_MIN_EVENTS = 10
 ANNOTATION_CRITICAL = "testbed/critical"
 ANNOTATION_MIN_EVENTS = "testbed/min-events"
+ANNOTATION_GATE = "testbed/gate"
 # The decision rule's settings per SLO (slo/sequential.py; docs/slo.md): the indifference zone in burn-rate
 # multiples ("0.5,2"), and the two error rates.
 ANNOTATION_ZONE = "testbed/zone"
@@ -88,6 +91,7 @@ class SLO:
     file: str
     labels: dict[str, str] = field(default_factory=dict, hash=False, compare=False)
     rule: RuleSettings = field(default_factory=RuleSettings)
+    gated: bool = True  # judged by a run's gate (testbed/gate); rules and alerts exist either way
 
     @property
     def error_budget(self) -> float:
@@ -296,6 +300,9 @@ def _build_slo(ctx: _Ctx, slis: dict[str, tuple[_Ctx, dict[str, Any]]]) -> SLO |
         )
     target = _objective(ctx, spec.get("objectives"))
     critical, min_events = _gate_annotations(ctx, annotations)
+    gated = annotations.get(ANNOTATION_GATE, "true")
+    if gated not in ("true", "false"):
+        ctx.error(("metadata", "annotations", ANNOTATION_GATE), f'must be "true" or "false", got {gated!r}')
     rule = _rule_annotations(ctx, annotations, target)
     journey = _journey(ctx, labels)
 
@@ -322,6 +329,7 @@ def _build_slo(ctx: _Ctx, slis: dict[str, tuple[_Ctx, dict[str, Any]]]) -> SLO |
         file=ctx.file,
         labels=labels,
         rule=rule,
+        gated=gated != "false",
     )
 
 

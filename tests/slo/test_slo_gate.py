@@ -109,10 +109,14 @@ def test_reports_are_written(live_report: tuple[int, dict, Path]) -> None:
     _, _, out = live_report
     assert json.loads((out / "report.json").read_text())["status"] == "breached"
     suite = ET.parse(out / "junit.xml").getroot()
-    assert suite.get("tests") == "16" and suite.get("failures") == "4" and suite.get("errors") == "0"
+    # 16 judged and the order e-mails' SLO, left out of every run's gate (testbed/gate: "false"): skipped
+    assert suite.get("tests") == "17" and suite.get("failures") == "4" and suite.get("errors") == "0"
+    assert suite.get("skipped") == "1"
     failed = {c.get("name") for c in suite.iter("testcase") if c.find("failure") is not None}
     assert failed == CHECKOUT_SLOS
     for case in suite.iter("testcase"):  # every testcase states how it was decided
+        if case.find("skipped") is not None:
+            continue
         props = {p.get("name"): p.get("value") for p in case.iter("property")}
         assert props["method"] == "sprt" and props["zone"] == "0.5,2" and props["alpha"] == "0.05"
         assert props["interval"].endswith("%") and float(props["events"]) > 0 and props["events_needed"]
