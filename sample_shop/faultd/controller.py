@@ -29,7 +29,12 @@ from sample_shop.faultd.desired import (
     push_body,
 )
 from sample_shop.faultd.discovery import Discovery, DiscoveryError, ProcessTableDiscovery, Replica
-from sample_shop.faultd.processes import ProcessControl, ReplicaProcess
+from sample_shop.faultd.processes import (
+    FunctionControl,
+    ProcessControl,
+    ReplicaProcess,
+    validate_function_fault,
+)
 from sample_shop.kit.control import ControlError
 from sample_shop.kit.faultspec import (
     PROCESS_KINDS,
@@ -75,9 +80,11 @@ class FaultController:
         *,
         clock: Callable[[], float] = time.time,
         reconcile_s: float = RECONCILE_S,
+        functions: FunctionControl | None = None,
     ) -> None:
         self.discovery = discovery
         self.processes = processes  # the local supervisor's process table; None on kind
+        self.functions = functions  # the local supervisor's function runners; None on kind
         self.clock = clock
         self.reconcile_s = reconcile_s
         self.desired = DesiredState()
@@ -219,9 +226,32 @@ class FaultController:
 
     # ---- faults ----------------------------------------------------------------------------------
 
+    def _function_names(self) -> list[str]:
+        return self.functions.function_names() if self.functions is not None else []
+
+    def _unknown(self, service: str) -> ControlError:
+        valid = [*SERVICES, *self._function_names()]
+        return ControlError(404, "service", f"unknown service {service!r}; valid: {', '.join(valid)}")
+
+    def _inject_function(self, function: str, body: Any) -> dict[str, Any]:
+        assert self.functions is not None
+        try:
+            fault = validate_function_fault(function, body)
+        except ValueError as exc:
+            field, _, message = str(exc).partition(": ")
+            raise ControlError(422, field, message) from None
+        done = self.functions.inject(function, fault)
+        log.warning(
+            "function fault",
+            extra={"fields": {"event": "function_fault", "function": function, "kind": fault.kind}},
+        )
+        return done
+
     async def inject(self, service: str, body: Any, replica: int | None = None) -> dict[str, Any]:
+        if service in self._function_names():
+            return self._inject_function(service, body)
         if service not in SERVICES:
-            raise ControlError(404, "service", f"unknown service {service!r}; valid: {', '.join(SERVICES)}")
+            raise self._unknown(service)
         kind = body.get("kind") if isinstance(body, dict) else None
         if kind == "pause" and isinstance(body, dict):
             _check_pause_ttl(body.get("ttl_s"))
@@ -283,8 +313,19 @@ class FaultController:
         return {"kind": kind, "service": service, "at": now, "ttl_s": ttl_s, "replicas": results}
 
     async def clear(self, service: str | None = None, fault_id: str | None = None) -> dict[str, Any]:
+        if service is not None and service in self._function_names():
+            assert self.functions is not None
+            return {
+                "cleared": self.functions.clear(service),
+                "resumed": [],
+                "replicas": [],
+                "unconfirmed": [],
+            }
         if service is not None and service not in SERVICES:
-            raise ControlError(404, "service", f"unknown service {service!r}; valid: {', '.join(SERVICES)}")
+            raise self._unknown(service)
+        functions_cleared = (
+            self.functions.clear(None) if self.functions is not None and service is None else []
+        )
         removed = self.desired.remove_faults(service, fault_id)
         if fault_id is not None and not removed:
             active = [f.fault.id for f in self.desired.active(self.clock()) if f.service == service]
@@ -308,7 +349,7 @@ class FaultController:
         # force: the replicas may carry faults this controller does not know (pushed before it restarted)
         results = await self._push_all(targets, force=fault_id is None)
         return {
-            "cleared": [f.to_dict(self.clock()) for f in removed],
+            "cleared": [f.to_dict(self.clock()) for f in removed] + functions_cleared,
             "resumed": resumed,
             "replicas": [r.to_dict() for r in results],
             "unconfirmed": [r.to_dict() for r in results if not r.applied],
@@ -369,8 +410,12 @@ class FaultController:
             for r in replicas
             if d.applies_to(r.service, r.replica) and (r.service, r.replica, d.fault.id) not in carried
         ]
+        if self.functions is not None:
+            faults += [{"replica": None, "source": "function", **f} for f in self.functions.active()]
         order = {name: i for i, name in enumerate(SERVICES)}
-        faults.sort(key=lambda f: (order.get(f["service"], 99), f["replica"], f.get("created_at") or ""))
+        faults.sort(
+            key=lambda f: (order.get(f["service"], 99), f["replica"] or 0, str(f.get("created_at") or ""))
+        )
         return {
             "faults": faults,
             "pending": pending,
@@ -479,11 +524,13 @@ def _spec_error(exc: FaultSpecError) -> ControlError:
     return ControlError(status, first.field, first.message, [(e.field, e.message) for e in rest])
 
 
-def local_controller(processes: ProcessControl, token: str) -> FaultController:
+def local_controller(
+    processes: ProcessControl, token: str, functions: FunctionControl | None = None
+) -> FaultController:
     """The controller of a local stack, on the running event loop: it finds the replicas in the supervisor's
     process table, does process faults through it, and re-applies faults as soon as the table reports a
     (re)started replica ready."""
-    controller = FaultController(ProcessTableDiscovery(processes), token, processes)
+    controller = FaultController(ProcessTableDiscovery(processes), token, processes, functions=functions)
     controller.start()
     processes.add_ready_listener(controller.replica_ready)
     return controller

@@ -17,6 +17,7 @@ from rich.console import Console
 from rich.table import Table
 
 from sample_shop.faultd.client import ControlApiError, ControlClient
+from sample_shop.faultd.processes import FUNCTION_FAULT_KINDS, validate_function_fault
 from sample_shop.kit.faultspec import (
     DEFAULT_TTL_S,
     KINDS,
@@ -25,7 +26,7 @@ from sample_shop.kit.faultspec import (
     FaultSpecError,
     validate_fault_spec,
 )
-from sample_shop.topology import SERVICE_NAMES, StackDescriptor, default_state_dir
+from sample_shop.topology import NOTIFICATIONS_FUNCTION, SERVICE_NAMES, StackDescriptor, default_state_dir
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_NO_STACK = 0, 1, 2, 3
 MAX_PAUSE_S = 600
@@ -105,11 +106,43 @@ def _api_failure(exc: ControlApiError) -> typer.Exit:
     return typer.Exit(EXIT_NO_STACK if exc.status == 0 else EXIT_FAILED)
 
 
+def _inject_function(
+    function: str, kind: str, param: list[str], ttl: float | None, replica: int | None, as_json: bool
+) -> None:
+    """A fault of a function (kill, down, smtp-latency: sample_shop/faultd/processes.py)."""
+    if replica is not None:
+        raise _usage(f"{function} is a function: it has instances, not replicas; drop --replica")
+    try:
+        raw = parse_params(param)
+        params: dict[str, Any] = {k: int(v) if v.strip().isdigit() else v for k, v in raw.items()}
+        body: dict[str, Any] = {"kind": kind, "params": params}
+        if ttl is not None:
+            body["ttl_s"] = ttl
+        validate_function_fault(function, body)
+    except ValueError as exc:
+        raise _usage(f"invalid {kind} fault for {function}: {exc}") from None
+    client = _client()
+    with client:
+        try:
+            answer = client.inject(function, kind, params, ttl, None)
+        except ControlApiError as exc:
+            raise _api_failure(exc) from None
+    if as_json:
+        print(json.dumps(answer, indent=2))
+        raise typer.Exit(EXIT_OK)
+    ends = f", ends at {answer['expires_at']:.0f} (unix time)" if "expires_at" in answer else ""
+    Console().print(f"{kind} on function {function}{ends}: {answer}", highlight=False)
+    raise typer.Exit(EXIT_OK)
+
+
 @fault_app.command(
     "inject",
     help=(
         "Inject fault KIND into every replica of SERVICE (or one with --replica). Services: "
         + ", ".join(SERVICE_NAMES)
+        + f"; and the function {NOTIFICATIONS_FUNCTION} with kinds "
+        + ", ".join(FUNCTION_FAULT_KINDS)
+        + " (e.g. testbed fault inject notifications down --ttl 30; ... smtp-latency --param ms=2000)"
         + f". TTL: --ttl seconds ({TTL_RANGE_S[0]}..{TTL_RANGE_S[1]}, default {DEFAULT_TTL_S}); the fault "
         "ends by itself then. Process kinds (kill, pause, restart) act on the process instead.\n\n"
         "Examples: testbed fault inject payment latency --param ms=300 --param jitter_ms=50 --ttl 30; "
@@ -127,6 +160,9 @@ def inject(
     replica: int | None = typer.Option(None, "--replica", "-r", help="only this replica (0-based)"),
     as_json: bool = typer.Option(False, "--json", help="print the control API's answer as JSON"),
 ) -> None:
+    if service == NOTIFICATIONS_FUNCTION:
+        _inject_function(service, kind, param, ttl, replica, as_json)
+        return
     if service not in SERVICE_NAMES:
         raise _usage(f"unknown service {service!r}; valid: {', '.join(SERVICE_NAMES)}")
     if kind not in KINDS:
@@ -242,8 +278,10 @@ def clear(
     fault_id: str | None = typer.Option(None, "--id", help="only this fault (needs SERVICE)"),
     as_json: bool = typer.Option(False, "--json", help="print the control API's answer as JSON"),
 ) -> None:
-    if service is not None and service not in SERVICE_NAMES:
-        raise _usage(f"unknown service {service!r}; valid: {', '.join(SERVICE_NAMES)}")
+    if service is not None and service not in (*SERVICE_NAMES, NOTIFICATIONS_FUNCTION):
+        raise _usage(
+            f"unknown service {service!r}; valid: {', '.join((*SERVICE_NAMES, NOTIFICATIONS_FUNCTION))}"
+        )
     if fault_id is not None and service is None:
         raise _usage("--id needs the SERVICE too: testbed fault clear SERVICE --id ID")
     started = time.monotonic()

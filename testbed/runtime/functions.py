@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import math
 import os
@@ -35,7 +36,9 @@ from typing import IO, TYPE_CHECKING, Any
 import httpx
 
 from sample_shop.basics import write_json_atomic
+from sample_shop.faultd.processes import FunctionFault
 from sample_shop.kit.auth import SERVICE_TOKEN_HEADER
+from sample_shop.kit.control import ControlError
 from sample_shop.topology import NOTIFICATIONS_FUNCTION
 from testbed.runtime.base import InputError
 from testbed.runtime.layout import PortPlan, StateLayout, loopback_url
@@ -281,6 +284,18 @@ class FunctionRunner:
         with contextlib.suppress(FileNotFoundError):
             smtp_delay_file(self.layout).unlink()
 
+    def smtp_delay(self) -> tuple[float, float] | None:
+        """(delay_s, until) of the slow SMTP in force, or None."""
+        from sample_shop.notifications.mailserver import current_delay
+
+        if current_delay(maildir(self.layout)) <= 0:
+            return None
+        try:
+            spec = json.loads(smtp_delay_file(self.layout).read_text())
+            return float(spec["delay_s"]), float(spec["until"])
+        except (OSError, ValueError, KeyError, TypeError):  # cleared meanwhile
+            return None
+
     # ---- status and shutdown ---------------------------------------------------------------------
 
     def status(self) -> dict[str, Any]:
@@ -355,6 +370,77 @@ def notifications_runner(
         layout,
         settings,
     )
+
+
+class FunctionFaults:
+    """The fault controller's view of the runners (sample_shop.faultd.processes.FunctionControl)."""
+
+    def __init__(self, runners: Mapping[str, FunctionRunner]) -> None:
+        self.runners = runners
+
+    def function_names(self) -> list[str]:
+        return list(self.runners)
+
+    def inject(self, function: str, fault: FunctionFault) -> dict[str, Any]:
+        runner = self.runners[function]
+        now = time.time()
+        base = {"service": function, "kind": fault.kind, "at": now, "ttl_s": fault.ttl_s}
+        if fault.kind == "kill":
+            killed = runner.kill()
+            if not killed:
+                raise ControlError(
+                    409,
+                    "kind",
+                    f"no instance of {function} is running (it is at zero until events wait); "
+                    "kill it while it works, or use kind 'down' to keep it at zero",
+                )
+            return {**base, "instances": killed}
+        try:
+            if fault.kind == "down":
+                return {**base, "expires_at": runner.hold(fault.ttl_s)}
+            assert fault.ms is not None
+            return {**base, "ms": fault.ms, "expires_at": runner.slow_smtp(fault.ms / 1000, fault.ttl_s)}
+        except InputError as exc:
+            raise ControlError(422, "ttl_s", str(exc)) from None
+
+    def clear(self, function: str | None) -> list[dict[str, Any]]:
+        cleared = []
+        for name, runner in self.runners.items():
+            if function is not None and name != function:
+                continue
+            cleared += [{**f, "cleared": True} for f in self._active(name, runner)]
+            runner.release()
+            runner.fast_smtp()
+        return cleared
+
+    def active(self) -> list[dict[str, Any]]:
+        return [f for name, runner in self.runners.items() for f in self._active(name, runner)]
+
+    @staticmethod
+    def _active(name: str, runner: FunctionRunner) -> list[dict[str, Any]]:
+        now = time.time()
+        found = []
+        if runner.held_until is not None and runner.held_until > now:
+            found.append(
+                {
+                    "service": name,
+                    "kind": "down",
+                    "expires_at": runner.held_until,
+                    "remaining_s": round(runner.held_until - now, 3),
+                }
+            )
+        slow = runner.smtp_delay()
+        if slow is not None:
+            found.append(
+                {
+                    "service": name,
+                    "kind": "smtp-latency",
+                    "ms": round(slow[0] * 1000),
+                    "expires_at": slow[1],
+                    "remaining_s": round(slow[1] - now, 3),
+                }
+            )
+        return found
 
 
 def function_router(runners: Mapping[str, FunctionRunner]) -> APIRouter:

@@ -390,7 +390,7 @@ class Supervisor:
         from sample_shop.faultd.controller import local_controller
         from testbed.runtime.process_routes import process_router
 
-        self.controller = local_controller(self.processes, self.token)
+        self.controller = local_controller(self.processes, self.token, functions.FunctionFaults(self.runners))
         return create_control_app(
             self.controller,
             self.token,

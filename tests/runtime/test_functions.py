@@ -90,3 +90,67 @@ def test_notifications_scale_from_zero_deliver_once_and_back_to_zero(
     assert shown["max_instances"] >= 1 and shown["backlog"]["undelivered"] == 0
     mailserver = [p for p in status.processes if p.service == "mailserver"]
     assert mailserver and mailserver[0].healthy
+
+
+def outbox(stack: StackDescriptor, order_id: str) -> list[dict[str, Any]]:
+    orders = next(r for r in stack.replicas if r.service == "orders")
+    listed = httpx.get(
+        f"{orders.url}/outbox/events",
+        headers={"X-Shop-Service-Token": stack.token()},
+        timeout=5,
+    ).json()["events"]
+    return [e for e in listed if e["order_id"] == order_id]
+
+
+@pytest.mark.stack
+def test_down_holds_the_function_at_zero_then_every_email_arrives_once(
+    stack_ready: StackDescriptor, control: httpx.Client, wait_until: Any
+) -> None:
+    state_dir = Path(stack_ready.state_dir)
+    down = control.post("/faults/notifications", json={"kind": "down", "ttl_s": 6})
+    assert down.status_code == 201, down.text
+    try:
+        listed = control.get("/faults").json()["faults"]
+        assert [f["kind"] for f in listed if f["service"] == "notifications"] == ["down"]
+        orders = [buy(stack_ready) for _ in range(3)]  # checkout does not wait for the e-mails
+        held = function(control)
+        assert held["running"] == 0 and held["held_until"] is not None
+        wait_until(
+            lambda: (function(control)["backlog"] or {}).get("undelivered", 0) >= 3,
+            timeout=10,
+            message="the backlog to grow while the function is down",
+        )
+        assert all(mails_for(state_dir, o) == 0 for o in orders)
+    finally:
+        control.delete("/faults/notifications")  # the hold ends early: recovery
+    wait_until(lambda: all(mails_for(state_dir, o) == 1 for o in orders), timeout=30, message="every e-mail")
+    assert all(e["state"] == "done" for o in orders for e in outbox(stack_ready, o))
+    assert all(mails_for(state_dir, o) == 1 for o in orders)
+
+
+@pytest.mark.stack
+def test_a_killed_instance_is_replaced_and_its_email_still_arrives_once(
+    stack_ready: StackDescriptor, control: httpx.Client, wait_until: Any
+) -> None:
+    state_dir = Path(stack_ready.state_dir)
+    refused = control.post("/faults/notifications", json={"kind": "smtp-latency", "params": {"ms": 0}})
+    assert refused.status_code == 422 and "params.ms" in refused.text
+    slow = control.post(
+        "/faults/notifications", json={"kind": "smtp-latency", "params": {"ms": 1500}, "ttl_s": 20}
+    )
+    assert slow.status_code == 201, slow.text
+    try:
+        wait_until(lambda: function(control)["running"] == 0, timeout=30, message="the function at zero")
+        before = function(control)
+        order_id = buy(stack_ready)
+        wait_until(lambda: function(control)["running"] >= 1, timeout=10, message="a cold start")
+        killed = control.post("/faults/notifications", json={"kind": "kill"})
+        assert killed.status_code == 201, killed.text
+        assert killed.json()["instances"]
+    finally:
+        control.delete("/faults/notifications")
+    wait_until(lambda: mails_for(state_dir, order_id) >= 1, timeout=40, message="the e-mail after the kill")
+    after = function(control)
+    assert after["crashes"] > before["crashes"] and after["cold_starts"] >= before["cold_starts"] + 2
+    wait_until(lambda: outbox(stack_ready, order_id)[0]["state"] == "done", timeout=40, message="the ack")
+    assert mails_for(state_dir, order_id) == 1
