@@ -115,3 +115,7 @@ class ControlClient:
 
     def processes(self) -> dict[str, Any]:
         return self._call("GET", "/processes")
+
+    def functions(self) -> dict[str, Any]:
+        """The stack's functions (local supervisor): instances, cold starts, backlog."""
+        return self._call("GET", "/functions")

@@ -8,8 +8,8 @@ by the stack's service token like catalog's reservations:
 - `POST /outbox/claim` hands out up to `limit` events with a lease of `lease_s`: pending rows, and leased
   rows whose lease ran out (their consumer died). Every claim counts as an attempt; a row claimed
   MAX_ATTEMPTS times without an acknowledgement is `parked` (a poison event) and handed out no more.
-- `POST /outbox/ack` marks events `done`; `POST /outbox/fail` gives one back (pending again, or parked
-  once its attempts are spent).
+- `POST /outbox/ack` marks events `done`; `POST /outbox/fail` gives one back: pending again after a retry
+  delay (0.5 s doubling up to 30 s, kept in `lease_until`), or parked once its attempts are spent.
 - `GET /outbox/backlog` counts the rows per state and the age of the oldest undelivered one: what the
   function runner polls to scale the consumers from zero.
 
@@ -52,6 +52,8 @@ EVENT_TYPES: Final[dict[str, str]] = {
 STATES: Final = ("pending", "leased", "done", "parked")
 MAX_ATTEMPTS: Final = 5  # claims without an acknowledgement before an event is parked
 MAX_LEASE_S: Final = 300.0
+RETRY_FIRST_S: Final = 0.5
+RETRY_MAX_S: Final = 30.0
 
 log = logging.getLogger("sample_shop.orders")
 router = APIRouter(prefix="/outbox", dependencies=[Depends(require_service)])
@@ -115,8 +117,19 @@ def event_dict(row: Any) -> dict[str, Any]:
     }
 
 
+def retry_delay_s(attempts: int) -> float:
+    """The wait before an event given back after `attempts` claims is handed out again: 0.5 s, doubling,
+    at most 30 s (a failing SMTP server is not hammered; a poison event is parked within seconds)."""
+    return min(RETRY_MAX_S, RETRY_FIRST_S * 2 ** max(0, attempts - 1))
+
+
 def _claimable(now: float) -> Any:
-    return or_(outbox.c.state == "pending", and_(outbox.c.state == "leased", outbox.c.lease_until < now))
+    """Pending (and past its retry delay, kept in lease_until), or leased with an expired lease."""
+    waited = or_(outbox.c.lease_until.is_(None), outbox.c.lease_until < now)
+    return or_(
+        and_(outbox.c.state == "pending", waited),
+        and_(outbox.c.state == "leased", outbox.c.lease_until < now),
+    )
 
 
 def claim(conn: Connection, consumer: str, limit: int, lease_s: float, now: float) -> list[dict[str, Any]]:
@@ -176,10 +189,11 @@ def fail(conn: Connection, event_id: str, error: str) -> str | None:
     if row is None or row.state != "leased":
         return None
     state = "parked" if row.attempts >= MAX_ATTEMPTS else "pending"
+    retry_at = None if state == "parked" else time.time() + retry_delay_s(row.attempts)
     conn.execute(
         update(outbox)
         .where(outbox.c.event_id == event_id)
-        .values(state=state, lease_owner=None, lease_until=None, last_error=error[:2000])
+        .values(state=state, lease_owner=None, lease_until=retry_at, last_error=error[:2000])
     )
     return state
 

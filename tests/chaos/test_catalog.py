@@ -17,7 +17,9 @@ from chaoslib.experiment import ensure_experiment_is_valid
 from chaoslib.loader import load_experiment
 
 from chaos.helpers import CHAOS, EXPERIMENTS, REPO, CatalogEntry, catalog
+from sample_shop.faultd.processes import validate_function_fault
 from sample_shop.kit.faultspec import validate_fault_spec
+from sample_shop.topology import NOTIFICATIONS_FUNCTION
 
 ENTRIES = catalog()
 IDS = [e.id for e in ENTRIES]
@@ -111,7 +113,13 @@ def test_its_faults_are_valid_fault_specs(entry: CatalogEntry) -> None:
         args = _substituted(activity["provider"]["arguments"], configuration)
         validate_fault_spec({"kind": args["kind"], "params": args.get("params", {})}, args["service"])
     kills = [a for a in entry.data["method"] if a["provider"]["func"] == "kill_instance"]
-    assert injected or kills, "a local experiment injects a fault"
+    # the asynchronous path's faults: of the notifications function, or a poison order (bad data)
+    functions = [a for a in entry.data["method"] if a["provider"]["func"] == "inject_function_fault"]
+    for activity in functions:
+        args = _substituted(activity["provider"]["arguments"], configuration)
+        validate_function_fault(args.get("function", NOTIFICATIONS_FUNCTION), args)
+    poison = [a for a in entry.data["method"] if a["provider"]["func"] == "place_poison_order"]
+    assert injected or kills or functions or poison, "a local experiment injects a fault"
 
 
 def test_kind_only_experiments_use_one_chaostoolkit_kubernetes_action_each() -> None:

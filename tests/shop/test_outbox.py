@@ -4,6 +4,7 @@ the stack's service token."""
 
 from __future__ import annotations
 
+import time
 import uuid
 from pathlib import Path
 
@@ -101,7 +102,8 @@ def test_claim_leases_redelivers_after_the_lease_and_parks_a_spent_event(engine:
         store.change_status(conn, other, "pending", "paid", "checkout")
         [leased] = outbox.claim(conn, "n-3", 10, 30.0, now)
         assert outbox.fail(conn, leased["event_id"], "SMTP 451") == "pending"
-        [leased] = outbox.claim(conn, "n-3", 10, 30.0, now)
+        assert outbox.claim(conn, "n-3", 10, 30.0, time.time()) == []  # not before its retry delay
+        [leased] = outbox.claim(conn, "n-3", 10, 30.0, time.time() + outbox.retry_delay_s(1) + 0.01)
         assert [kind for kind, _ in outbox.ack(conn, [leased["event_id"]])] == ["order.paid"]
         assert outbox.ack(conn, [leased["event_id"]]) == []  # twice is harmless
         assert outbox.backlog(conn, now)["undelivered"] == 0
