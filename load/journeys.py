@@ -37,6 +37,8 @@ from load.routes import (
     CART_RECOMMENDATIONS,
     CHECKOUT,
     LOGIN,
+    ME,
+    ORDER_CANCEL,
     ORDERS,
     PRODUCT,
     PRODUCT_RECOMMENDATIONS,
@@ -369,6 +371,47 @@ class ShopUser(FastHttpUser):
             f"{ORDERS}?limit=10",
             check=lambda b: (
                 None if isinstance(b, dict) and isinstance(b.get("items"), list) else "no items list"
+            ),
+        )
+
+    @task(1)
+    def edit_profile(self) -> None:
+        """Change the display name (PATCH /api/me)."""
+        self.journey = "edit_profile"
+        self.ensure_login()
+        name = f"Shopper {uuid.uuid4().hex[:6]}"
+        self.call(
+            "PATCH",
+            ME,
+            ME,
+            json={"name": name},
+            check=lambda b: None if isinstance(b, dict) and b.get("name") == name else "name not changed",
+        )
+
+    @task(1)
+    def cancel_order(self) -> None:
+        """Look at past orders and cancel one that has not shipped, when there is one (refund, stock back)."""
+        self.journey = "cancel_order"
+        self.ensure_login()
+        _, listing = self.call(
+            "GET",
+            ORDERS,
+            f"{ORDERS}?limit=10",
+            check=lambda b: (
+                None if isinstance(b, dict) and isinstance(b.get("items"), list) else "no items list"
+            ),
+        )
+        paid = [o for o in (listing or {}).get("items", []) if o.get("status") == "paid"]
+        if not paid:
+            return  # nothing to cancel: a shopper would only have looked
+        self.pause()
+        order = random.choice(paid)
+        self.call(
+            "POST",
+            ORDER_CANCEL,
+            f"/api/orders/{order['id']}/cancel",
+            check=lambda b: (
+                None if isinstance(b, dict) and b.get("status") == "cancelled" else "not cancelled"
             ),
         )
 

@@ -28,6 +28,8 @@ JOURNEYS: tuple[str, ...] = (
     "checkout",
     "sign_in_again",
     "order_history",
+    "edit_profile",
+    "cancel_order",
 )
 
 
@@ -60,6 +62,8 @@ MIXES: dict[str, JourneyMix] = {
                 "checkout": 4,
                 "sign_in_again": 4,
                 "order_history": 2,
+                "edit_profile": 1,  # about 1 % of journeys: a shopper rarely renames themselves
+                "cancel_order": 1,  # and cancels about one order in four
             },
         ),
         JourneyMix(
@@ -76,6 +80,8 @@ MIXES: dict[str, JourneyMix] = {
                 "checkout": 30,
                 "sign_in_again": 12,
                 "order_history": 2,
+                "edit_profile": 1,
+                "cancel_order": 3,  # one order in ten cancelled: refunds and order.cancelled e-mails
             },
         ),
     )

@@ -26,13 +26,15 @@ LOGIN = _route("login", "POST", "/api/auth/login")
 REGISTER = "/api/auth/register"
 CART_RECOMMENDATIONS = "/api/recommendations"
 ORDERS = "/api/orders"
+ME = "/api/me"  # profile edit (PATCH)
+ORDER_CANCEL = "/api/orders/{order_id}/cancel"
 
 ALL_ROUTES: tuple[tuple[str, str], ...] = (
     ("GET", PRODUCTS), ("GET", PRODUCT), ("GET", PRODUCT_RECOMMENDATIONS), ("GET", CART),
     ("POST", CART_ITEMS), ("DELETE", CART_ITEM), ("POST", CHECKOUT), ("POST", LOGIN), ("POST", REGISTER),
-    ("GET", CART_RECOMMENDATIONS), ("GET", ORDERS),
+    ("GET", CART_RECOMMENDATIONS), ("GET", ORDERS), ("PATCH", ME), ("POST", ORDER_CANCEL),
 )  # fmt: skip
 JOURNEYS: tuple[str, ...] = (
     "register", "login", "browse", "view_product", "search", "recommendations", "view_cart", "add_to_cart",
-    "remove_from_cart", "checkout", "order_history",
+    "remove_from_cart", "checkout", "order_history", "edit_profile", "cancel_order",
 )  # fmt: skip
