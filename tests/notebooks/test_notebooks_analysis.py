@@ -137,8 +137,10 @@ def test_the_slo_table_is_the_gates_report(run: RunData) -> None:
     report = json.loads((run.paths.root / "slo" / "report.json").read_text())  # type: ignore[union-attr]
     table = overview.slo_table(report)
     assert list(table.index) == [s["name"] for s in report["slos"]]
+    # the table carries the gate's verdict for every SLO (short phases leave some inconclusive: that is
+    # the gate's honest answer, and the table must not round it to met)
+    assert dict(table["verdict"]) == {s["name"]: s["status"] for s in report["slos"]}
     assert table.loc["checkout-availability-gateway", "verdict"] == "breached"
-    assert table.loc["browse-availability-gateway", "verdict"] == "met"
     assert set(PHASE_NAMES) <= set(table.columns)
 
 
