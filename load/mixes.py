@@ -68,7 +68,7 @@ MIXES: dict[str, JourneyMix] = {
         ),
         JourneyMix(
             "buying",
-            "weight on the critical journeys: ~30 % checkouts, ~26 % logins, browsing kept",
+            "weight on the critical journeys: ~30 % checkouts, ~25 % logins, browsing kept",
             {
                 "browse_catalog": 8,
                 "view_product": 10,
