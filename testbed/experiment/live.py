@@ -98,6 +98,8 @@ def confidence_text(status: Mapping[str, Any] | None) -> str | None:
     if not status or not isinstance(status.get("slos"), list):
         return None
     slos = [s for s in status["slos"] if isinstance(s, dict)]
+    if not slos:  # the phase has just begun: no SLO has an event in it yet
+        return "deciding: no events in this phase yet"
     decided = [s for s in slos if s.get("status") in ("met", "breached")]
     parts = [f"decided {len(decided)}/{len(slos)}"]
     for s in slos:

@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 
 from sample_shop.basics import utc_iso
-from testbed.experiment.live import format_line, summarize
+from testbed.experiment.live import confidence_text, format_line, summarize
 from testbed.experiment.schedule import plan_phases, position
 from testbed.report.data import comparison_slice_s, curves, log_summary, phase_request_stats, ratio
 from testbed.report.traces import slowest_traces, waterfall
@@ -221,3 +221,20 @@ def test_the_verdict_plot_draws_an_interval_that_does_not_contain_the_observed_s
     }
     gate = {"slos": [{"name": "s", "target": 0.99, "windows": [window]}], "judged_windows": ["fault"]}
     assert verdict_intervals(ReportData(run=run, info=info, gate=gate)).startswith("iVBOR")  # a PNG
+
+
+def test_the_live_confidence_text_counts_decided_slos_and_says_what_a_new_phase_lacks() -> None:
+    assert confidence_text(None) is None
+    assert confidence_text({"slos": []}) == "deciding: no events in this phase yet"
+    status = {
+        "slos": [
+            {"name": "checkout-availability-gateway", "critical": True, "status": "inconclusive",
+             "events": 113.4, "events_needed": 85},
+            {"name": "browse-availability-gateway", "critical": False, "status": "met", "events": 400},
+            {"name": "login-availability-gateway", "critical": True, "status": "met", "events": 204},
+        ]
+    }  # fmt: skip
+    assert confidence_text(status) == (
+        "decided 2/3: checkout-availability-gateway 113 ev, needs ~85;"
+        " login-availability-gateway met (204 ev)"
+    )
