@@ -19,7 +19,7 @@ from typing import Any
 
 from sample_shop.kit.faultspec import DEFAULT_TTL_S, FaultSpecError, validate_fault_spec
 from sample_shop.kit.policy import POLICY_TTL_RANGE_S, PROFILES
-from sample_shop.topology import MAX_REPLICAS, SERVICE_NAMES
+from sample_shop.topology import MAX_REPLICAS, NOTIFICATIONS_FUNCTION, SERVICE_NAMES
 from slo.yamlpos import Document, format_path
 
 FieldPath = tuple[str | int, ...]
@@ -251,6 +251,17 @@ def _optional_service(args: Mapping[str, Any]) -> Problems:
     return _service(args, required=False)
 
 
+def _clear_target(args: Mapping[str, Any]) -> Problems:
+    """clear_faults also takes the notifications function: faultd clears a function's faults by its name."""
+    if args.get("service") == NOTIFICATIONS_FUNCTION:
+        return []
+    problems = _service(args, required=False)
+    if problems:
+        valid = ", ".join((*SERVICE_NAMES, NOTIFICATIONS_FUNCTION))
+        return [(("service",), f"unknown service {args.get('service')!r}; valid: {valid}")]
+    return problems
+
+
 def _hold(args: Mapping[str, Any]) -> Problems:
     return _number(args, "seconds", 0, 86_400)
 
@@ -262,7 +273,7 @@ _CHECKS: dict[str, Callable[[Mapping[str, Any]], Problems]] = {
     "restart_instance": _restart,
     "set_client_policy": _set_policy,
     "reset_client_policy": _optional_service,
-    "clear_faults": _optional_service,
+    "clear_faults": _clear_target,
     "hold": _hold,
 }
 

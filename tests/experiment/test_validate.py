@@ -127,3 +127,19 @@ def test_every_catalog_experiment_passes_the_door() -> None:
     from testbed.experiment.catalog import Experiment, list_experiments
 
     assert all(isinstance(e, Experiment) for e in list_experiments())
+
+
+def test_clearing_the_notifications_function_passes_and_a_misspelt_target_is_refused(tmp_path: Path) -> None:
+    """clear_faults names a service or the notifications function (faultd clears either by name)."""
+    from testbed.experiment.catalog import Experiment, load_experiment
+
+    notifications = EXPERIMENTS_DIR / "notifications-down.yaml"
+    text = notifications.read_text()
+    assert "arguments: {service: notifications}" in text
+    assert isinstance(load_experiment(notifications), Experiment)
+    bad = text.replace("arguments: {service: notifications}", "arguments: {service: notifcations}")
+    result, path = _run(tmp_path, bad)
+    message = _refused(tmp_path, result)
+    line = _line_of(bad, "notifcations")
+    assert f"{path}:{line}:" in message and "unknown service 'notifcations'" in message, message
+    assert "notifications" in message.split("valid:")[1], message

@@ -27,6 +27,9 @@ CHROMIUM_ARGS = [
     "--disable-sync",
 ]
 ACTION_TIMEOUT_MS = 15_000  # a loaded 2-core machine; a page that never answers still fails the test
+# expect() has its own default (5 s), not the context's: a checkout through a payment outage's retries and
+# breaker answered after more than 5 s in a loaded CI run
+expect.set_options(timeout=ACTION_TIMEOUT_MS)
 VIEWPORT = {"width": 1100, "height": 800}
 DECLINED_CARD = "4000000000000002"
 GOOD_CARD = "4242424242424242"
