@@ -7,7 +7,9 @@ from __future__ import annotations
 import re
 import shutil
 import tempfile
+import time
 import uuid
+from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
@@ -125,3 +127,23 @@ def shown_trace_id(page: Page) -> str:
     trace_id = page.locator("#trace-id").inner_text()
     assert TRACE_ID.match(trace_id), trace_id
     return trace_id
+
+
+def order_emails(state_dir: str | Path, order_id: str, expected: Counter[str], within_s: float = 40) -> None:
+    """Wait until the stack's local SMTP server holds the order's e-mails by event type (`order.paid`,
+    ...), then check that each arrived exactly once: the notifications function delivers at least once
+    and de-duplicates by event id, so a second copy is a bug. Waits a little past the arrival so that a
+    late duplicate is seen too."""
+    from sample_shop.notifications.mailserver import messages
+
+    maildir = Path(state_dir) / "mail"
+
+    def found() -> Counter[str]:
+        return Counter(m["X-Shop-Event-Type"] for m in messages(maildir) if m["X-Shop-Order-Id"] == order_id)
+
+    deadline = time.monotonic() + within_s
+    while time.monotonic() < deadline and any(found()[t] < n for t, n in expected.items()):
+        time.sleep(0.25)
+    time.sleep(1.0)
+    got = found()
+    assert got == expected, f"e-mails of order {order_id} in {maildir}: {dict(got)}, wanted {dict(expected)}"

@@ -2,18 +2,20 @@
 shopper's order shipped and the shopper sees "shipped"; the shopper cancels another order and sees the
 refund; a shopper's token on /admin sees "admins only"; the admin creates and edits a product, and the
 analytics tab shows orders per minute, top products and the SLO status. The first admin's password is the
-one users generated into the stack's state folder (admin-password, 0600)."""
+one users generated into the stack's state folder (admin-password, 0600). Every change of those orders reaches
+the shopper as one e-mail in the local SMTP server's mailbox, exactly once."""
 
 from __future__ import annotations
 
 import re
+from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 from playwright.sync_api import Page, expect
-from storefront.browser import browsers, buy, go, register
+from storefront.browser import browsers, buy, go, order_emails, register
 
 from sample_shop.topology import StackDescriptor
 
@@ -44,8 +46,9 @@ def order_row(admin: Page, order_id: str):  # type: ignore[no-untyped-def]
 
 
 def test_the_admin_ships_an_order_and_the_shopper_sees_shipped(
-    open_page: Callable[[str], Page], admin: Page
+    open_page: Callable[[str], Page], admin: Page, stack_ready: StackDescriptor
 ) -> None:
+    """... and the shopper gets one e-mail per change of the order: paid, shipped, delivered."""
     shopper = open_page("/")
     register(shopper, "Dee")
     order_id = buy(shopper, "moka")
@@ -76,12 +79,18 @@ def test_the_admin_ships_an_order_and_the_shopper_sees_shipped(
     expect(admin.locator("#admin-orders [data-status]:not([data-status=shipped])")).to_have_count(0)
     order_row(admin, order_id).locator("button.advance").click()
     expect(admin.locator("#messages .message.ok")).to_contain_text("is delivered")
+    order_emails(
+        stack_ready.state_dir, order_id, Counter({"order.paid": 1, "order.shipped": 1, "order.delivered": 1})
+    )
 
 
-def test_the_shopper_cancels_an_order_and_sees_the_refund(open_page: Callable[[str], Page]) -> None:
+def test_the_shopper_cancels_an_order_and_sees_the_refund(
+    open_page: Callable[[str], Page], stack_ready: StackDescriptor
+) -> None:
+    """... and gets the paid and the cancelled e-mail of that order once each, and the other's paid one."""
     shopper = open_page("/")
     register(shopper, "Eve")
-    buy(shopper, "sencha")
+    kept = buy(shopper, "sencha")
     order_id = buy(shopper, "rooibos")
     total = shopper.locator("main p.price").inner_text().split(" · ")[0].removeprefix("Total: ")
 
@@ -95,6 +104,8 @@ def test_the_shopper_cancels_an_order_and_sees_the_refund(open_page: Callable[[s
     go(shopper, "#/orders")
     expect(shopper.locator(f"#orders tr[data-order-id='{order_id}'] [data-status]")).to_have_text("cancelled")
     expect(shopper.locator("#orders [data-status=paid]")).to_have_count(1)  # the other order stands
+    order_emails(stack_ready.state_dir, order_id, Counter({"order.paid": 1, "order.cancelled": 1}))
+    order_emails(stack_ready.state_dir, kept, Counter({"order.paid": 1}))
 
 
 def test_a_shopper_on_the_admin_console_sees_admins_only(

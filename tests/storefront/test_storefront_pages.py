@@ -1,11 +1,13 @@
 """The storefront in real Chromium against the session stack (real gateway and services): register, search,
-add to the cart, a declined card then a good one, the order in the history; the click's trace id on the
-page is the trace the shop recorded; errors a shopper causes (declined card, out of stock, an expired
-session) are messages on the page, never a blank page or a JSON body."""
+add to the cart, a declined card then a good one, the order in the history and its e-mail in the local
+SMTP server's mailbox once; the click's trace id on the page is the trace the shop recorded; errors a
+shopper causes (declined card, out of stock, an expired session) are messages on the page, never a blank
+page or a JSON body."""
 
 from __future__ import annotations
 
 import re
+from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -16,11 +18,13 @@ from shop.helpers import spans_of_trace
 from storefront.browser import (
     DECLINED_CARD,
     GOOD_CARD,
+    ORDER_URL,
     PASSWORD,
     add_first_match,
     browsers,
     check_out,
     go,
+    order_emails,
     register,
     shown_trace_id,
 )
@@ -57,6 +61,8 @@ def test_register_search_cart_declined_then_paid_and_the_order_in_the_history(
     check_out(page, GOOD_CARD)
     expect(page.locator("#messages .message.ok")).to_contain_text("Thank you! Order")
     order_prefix = page.locator("main h1").inner_text().split()[1]
+    order_url = ORDER_URL.search(page.url)
+    assert order_url, page.url
     expect(page.locator("#order-items")).to_contain_text(name)
     checkout_trace = shown_trace_id(page)
 
@@ -70,6 +76,8 @@ def test_register_search_cart_declined_then_paid_and_the_order_in_the_history(
     traces_dir = Path(stack_ready.traces_dir) if stack_ready.traces_dir else state / "traces"
     spans = spans_of_trace(traces_dir, checkout_trace, {"gateway", "orders", "payment", "catalog"})
     assert any(s["name"] == "POST /api/checkout" and s["service"] == "gateway" for s in spans)
+    # the paid order's e-mail, once (the declined attempt is a failed order: no event, no e-mail)
+    order_emails(state, order_url.group(1), Counter({"order.paid": 1}))
 
 
 def test_search_and_category_filter_and_the_product_page_with_recommendations(page: Page) -> None:
