@@ -82,3 +82,55 @@ def stack_cold_start_and_memory(ctx: BenchContext) -> list[Figure]:
     figures += [Figure(f"RSS at rest: {name}", rss, "MB") for name, (rss, _) in sorted(memory.items())]
     figures += [Figure(f"PSS at rest: {name}", pss, "MB") for name, (_, pss) in sorted(memory.items())]
     return figures
+
+
+def _at_rest(ctx: BenchContext, name: str, fork_server: bool) -> tuple[float, dict[str, tuple[float, float]]]:
+    """Cold start (s) and memory at rest of a stack started with the fork-server on or off."""
+    from testbed.runtime.forkserver import ENV_SWITCH
+
+    before = os.environ.get(ENV_SWITCH)
+    os.environ[ENV_SWITCH] = "on" if fork_server else "off"  # the supervisor inherits the environment
+    target = LocalTarget(ctx.workdir / name, ctx.port_offset, exit_with_pid=os.getpid())
+    try:
+        with timed() as elapsed:
+            target.up(UpOptions(extras=False, timeout_s=60))
+        time.sleep(ctx.duration(full_s=5.0, smoke_s=0.5))
+        return elapsed(), memory_by_process(target)
+    finally:
+        target.down()
+        if before is None:
+            os.environ.pop(ENV_SWITCH, None)
+        else:
+            os.environ[ENV_SWITCH] = before
+
+
+@benchmark("runtime.fork_server", repeat=2, order=11)
+def fork_server_memory(ctx: BenchContext) -> list[Figure]:
+    """Memory at rest and cold start with TESTBED_FORK_SERVER=on against off, started one after the other in
+    this repeat (docs/runtime.md, "The fork-server"): the Python processes forked from one process that
+    imported their libraries once, against each executed on its own."""
+    ctx.close()
+    start_off, off = _at_rest(ctx, f"fork-off-{ctx.repeat_index}", fork_server=False)
+    start_on, on = _at_rest(ctx, f"fork-on-{ctx.repeat_index}", fork_server=True)
+    python = ("gateway", "users", "catalog", "cart", "orders", "payment", "recommendations")
+
+    def pss(memory: dict[str, tuple[float, float]], names: tuple[str, ...] | None = None) -> float:
+        return sum(p for name, (_, p) in memory.items() if names is None or name in names)
+
+    services_on = pss(on, (*python, "forkserver"))
+    return [
+        Figure("PSS at rest, every process, fork-server on", pss(on), "MB", 300.0),
+        Figure("PSS at rest, every process, fork-server off", pss(off), "MB"),
+        Figure("PSS at rest, fork-server on / off", pss(on) / pss(off), "ratio"),
+        Figure(
+            "PSS at rest, the 7 services, fork-server on (server included)",
+            services_on,
+            "MB",
+            note="the fork-server process itself counted with the services it forked",
+        ),
+        Figure("PSS at rest, the 7 services, fork-server off", pss(off, python), "MB"),
+        Figure("RSS at rest, every process, fork-server on", sum(r for r, _ in on.values()), "MB"),
+        Figure("RSS at rest, every process, fork-server off", sum(r for r, _ in off.values()), "MB"),
+        Figure("cold start to ready, fork-server on", start_on, "s"),
+        Figure("cold start to ready, fork-server off", start_off, "s"),
+    ] + [Figure(f"PSS at rest, fork-server on: {name}", p, "MB") for name, (_, p) in sorted(on.items())]

@@ -21,7 +21,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO
+from typing import IO, Protocol
 
 import httpx
 import psutil
@@ -30,6 +30,7 @@ from sample_shop.faultd.processes import ReplicaListener, ReplicaProcess
 from sample_shop.kit.control import ControlError
 from testbed.runtime.backoff import RestartPolicy
 from testbed.runtime.files import file_size
+from testbed.runtime.forkserver import ForkServer, ForkServerError, module_of
 
 log = logging.getLogger("testbed.supervisor")
 
@@ -65,6 +66,22 @@ async def _until_stopped(pid: int, timeout_s: float = 1.0) -> None:
             await asyncio.sleep(0.002)
 
 
+class Child(Protocol):
+    """A started process: a subprocess.Popen, or a replica forked by the fork-server (forkserver.py)."""
+
+    @property
+    def pid(self) -> int: ...
+
+    @property
+    def returncode(self) -> int | None: ...
+
+    def poll(self) -> int | None: ...
+
+    def send_signal(self, sig: int) -> None: ...
+
+    def kill(self) -> None: ...
+
+
 @dataclass
 class ProcessSpec:
     name: str  # "catalog-1", "prometheus", "loki"
@@ -81,7 +98,7 @@ class ProcessSpec:
 @dataclass
 class ManagedProcess:
     spec: ProcessSpec
-    popen: subprocess.Popen[bytes] | None = None
+    popen: Child | None = None
     state: str = "stopped"
     restarts: int = 0
     consecutive_crashes: int = 0
@@ -119,8 +136,14 @@ class ManagedProcess:
 class ProcessTable:
     """Implements `sample_shop.faultd.processes.ProcessControl` for the local supervisor."""
 
-    def __init__(self, policy: RestartPolicy | None = None, stop_grace_s: float = 5.0) -> None:
+    def __init__(
+        self,
+        policy: RestartPolicy | None = None,
+        stop_grace_s: float = 5.0,
+        forkserver: ForkServer | None = None,
+    ) -> None:
         self.policy = policy or RestartPolicy()
+        self.forkserver = forkserver  # set: shop replicas are forked from it instead of executed
         self.stop_grace_s = stop_grace_s
         self._processes: dict[str, ManagedProcess] = {}
         self._ready_listeners: list[ReplicaListener] = []
@@ -172,15 +195,25 @@ class ProcessTable:
         if managed.log_file is None or managed.log_file.closed:
             managed.log_offset = file_size(spec.log_path)
             managed.log_file = open(spec.log_path, "ab")  # noqa: SIM115 - kept open for the child's life
-        managed.popen = subprocess.Popen(
-            spec.command,
-            env=spec.env,
-            stdin=subprocess.DEVNULL,
-            stdout=managed.log_file,
-            stderr=subprocess.STDOUT,
-            close_fds=True,
-            preexec_fn=die_with_parent(os.getpid()),
-        )
+        argv = module_of(spec.command)
+        forked: Child | None = None
+        if self.forkserver is not None and argv is not None:
+            try:
+                forked = self.forkserver.spawn(argv, spec.env, spec.log_path)
+            except ForkServerError as exc:  # the replica still starts, the old way
+                log.warning("%s; starting %s as its own process instead", exc, spec.name)
+        if forked is not None:
+            managed.popen = forked
+        else:
+            managed.popen = subprocess.Popen(
+                spec.command,
+                env=spec.env,
+                stdin=subprocess.DEVNULL,
+                stdout=managed.log_file,
+                stderr=subprocess.STDOUT,
+                close_fds=True,
+                preexec_fn=die_with_parent(os.getpid()),
+            )
         managed.started_at = time.time()
         managed.restart_at = None
         managed.exit_code = None
@@ -201,7 +234,7 @@ class ProcessTable:
         task.add_done_callback(managed.tasks.discard)
         return task
 
-    async def _watch_health(self, managed: ManagedProcess, popen: subprocess.Popen[bytes]) -> None:
+    async def _watch_health(self, managed: ManagedProcess, popen: Child) -> None:
         """Mark the process running once its health URL answers 200, then tell the listeners."""
         assert managed.spec.health_url
         while popen.poll() is None and managed.popen is popen and not self._stopping:
@@ -270,7 +303,7 @@ class ProcessTable:
 
     # ---- process faults --------------------------------------------------------------------------
 
-    def _require_alive(self, managed: ManagedProcess, action: str) -> subprocess.Popen[bytes]:
+    def _require_alive(self, managed: ManagedProcess, action: str) -> Child:
         popen = managed.popen
         if popen is None or popen.poll() is not None or managed.state in ("backoff", "stopping", "stopped"):
             raise ProcessError(
@@ -284,9 +317,9 @@ class ProcessTable:
         managed = self._replica(service, replica)
         popen = self._require_alive(managed, "kill")
         popen.send_signal(signal.SIGKILL)
-        while popen.poll() is None:  # SIGKILL is immediate; this is the reap
+        while (code := popen.poll()) is None:  # SIGKILL is immediate; this is the reap
             await asyncio.sleep(0.005)
-        self._record_exit(managed, popen.returncode, time.time())
+        self._record_exit(managed, code, time.time())
         return managed.snapshot()
 
     async def pause(self, service: str, replica: int, seconds: float) -> ReplicaProcess:
@@ -307,13 +340,11 @@ class ProcessTable:
         managed.resume_task = self._spawn_task(managed, self._resume_later(managed, popen, seconds))
         return managed.snapshot()
 
-    async def _resume_later(
-        self, managed: ManagedProcess, popen: subprocess.Popen[bytes], seconds: float
-    ) -> None:
+    async def _resume_later(self, managed: ManagedProcess, popen: Child, seconds: float) -> None:
         await asyncio.sleep(seconds)
         self._resume(managed, popen)
 
-    def _resume(self, managed: ManagedProcess, popen: subprocess.Popen[bytes]) -> None:
+    def _resume(self, managed: ManagedProcess, popen: Child) -> None:
         if popen.poll() is None:
             popen.send_signal(signal.SIGCONT)
         if managed.popen is popen and managed.state == "paused":
@@ -344,7 +375,7 @@ class ProcessTable:
         self.start(managed)
         return managed.snapshot()
 
-    async def _terminate(self, popen: subprocess.Popen[bytes]) -> None:
+    async def _terminate(self, popen: Child) -> None:
         if popen.poll() is not None:
             return
         popen.send_signal(signal.SIGCONT)  # a stopped process cannot act on SIGTERM
@@ -378,6 +409,8 @@ class ProcessTable:
             managed.state = "stopped"
             if managed.log_file is not None:
                 managed.log_file.close()
+        if self.forkserver is not None:
+            self.forkserver.stop()
         with contextlib.suppress(Exception):
             await self._http.aclose()
 
@@ -387,3 +420,6 @@ class ProcessTable:
             if managed.popen is not None and managed.popen.poll() is None:
                 with contextlib.suppress(ProcessLookupError):
                     managed.popen.kill()
+        if self.forkserver is not None and self.forkserver.pid is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.forkserver.pid, signal.SIGKILL)

@@ -28,7 +28,7 @@ import psutil
 from sample_shop.basics import write_json_atomic
 from sample_shop.kit.logs import setup_logging
 from sample_shop.topology import SERVICE_NAMES, SHOP_JOB, TESTBED_JOB, ReplicaEndpoint, StackDescriptor
-from testbed.runtime import alertmanager, functions, nodeexporter
+from testbed.runtime import alertmanager, forkserver, functions, nodeexporter
 from testbed.runtime import extras as extras_mod
 from testbed.runtime.base import InputError, ProcessInfo, RuntimeFailure, StartupProgress, UpOptions
 from testbed.runtime.envcontract import service_env
@@ -40,7 +40,7 @@ from testbed.runtime.observers import Observers, plan_observers
 from testbed.runtime.options import make_options
 from testbed.runtime.ports import busy_ports_message, listening
 from testbed.runtime.probes import Probe, probe_http, prometheus_up, readiness, shop_targets_up
-from testbed.runtime.processes import ManagedProcess, ProcessSpec, ProcessTable
+from testbed.runtime.processes import ManagedProcess, ProcessSpec, ProcessTable, die_with_parent
 from testbed.runtime.prometheus import ScrapeTarget, prometheus_command, prometheus_config, render_config
 
 if TYPE_CHECKING:  # imported for real after the spawn (control_app)
@@ -137,6 +137,18 @@ class Supervisor:
                 busy_ports_message(busy),
                 hint="stop that process (`testbed down` if it is another stack), "
                 "or move this stack with TESTBED_PORT_OFFSET=N",
+            )
+        try:
+            fork_replicas = forkserver.enabled(os.environ)
+        except ValueError as exc:
+            raise RuntimeFailure(str(exc), hint=f"unset {forkserver.ENV_SWITCH} or set it to on") from None
+        if fork_replicas:
+            self.processes.forkserver = forkserver.ForkServer(
+                self.layout.process_log("forkserver"), die_with_parent(os.getpid())
+            )
+            self.notes.append(
+                f"fork-server: the shop replicas are forked from one process that imported their libraries "
+                f"once ({forkserver.ENV_SWITCH}=on; docs/runtime.md)"
             )
         self.token = secrets.token_urlsafe(32)
         write_private(self.layout.token_file, self.token + "\n")
@@ -366,6 +378,19 @@ class Supervisor:
                         health_url=m.spec.health_url,
                     )
                 )
+        server = self.processes.forkserver
+        if server is not None and server.pid is not None:  # the replicas' parent (TESTBED_FORK_SERVER=on)
+            infos.append(
+                ProcessInfo(
+                    "forkserver",
+                    None,
+                    server.pid,
+                    None,
+                    None,
+                    "running" if server.running else "stopped",
+                    log=str(server.log_path),
+                )
+            )
         infos.append(
             ProcessInfo(
                 "supervisor",

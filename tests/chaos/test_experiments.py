@@ -109,6 +109,6 @@ def test_repeated_kills_of_orders_lose_and_duplicate_no_checkout(
     assert not new.duplicated(["user_id", "idempotency_key"]).any(), "one order per checkout key"
     assert completed["charge_id"].notna().all() and not completed["charge_id"].duplicated().any()
     assert len(completed) == successes, (
-        f"{successes} checkouts succeeded for the shoppers, {len(completed)} paid (or since cancelled) orders "
-        f"(pending/failed: {new['status'].value_counts().to_dict()})"
+        f"{successes} checkouts succeeded for the shoppers, {len(completed)} paid (or since cancelled) "
+        f"orders (pending/failed: {new['status'].value_counts().to_dict()})"
     )

@@ -1,0 +1,389 @@
+"""A fork-server for the local stack's shop replicas (opt-in: `TESTBED_FORK_SERVER=on testbed up`).
+
+About 90 % of a service process is the import-time heap of its libraries (FastAPI and pydantic, uvicorn,
+SQLAlchemy, aiohttp, OpenTelemetry, prometheus_client). The fork-server is one process that imports them
+once, freezes the garbage collector's view of them (`gc.freeze()`, so collections in the children do not
+write to, and so copy, the shared pages), and forks each replica from there. The children share those
+pages copy-on-write; PSS (each shared page split between its users) is the honest figure for it, and
+`make bench` measures it beside RSS with and without the fork-server.
+
+What each child re-initialises after the fork: nothing was started before it, by design. The server only
+imports modules: it starts no thread, opens no database or socket, creates no OpenTelemetry provider or
+exporter, and reads no shop configuration, so a child builds all of these itself, from its own environment,
+exactly as a freshly executed `python -m sample_shop.<service>` does. Python reseeds `random` in a forked
+child itself (os.register_at_fork); uuid4 and secrets read os.urandom.
+
+The protocol is JSON lines over the server's stdin (requests) and stdout (answers and exit reports):
+
+    -> {"id": 1, "argv": ["sample_shop.catalog"], "env": {...}, "log": "/path/catalog-0.log"}
+    <- {"id": 1, "pid": 4242}                    or {"id": 1, "error": "..."}
+    <- {"exit": 4242, "code": -9}                 (a child ended; negative: killed by that signal)
+
+Process faults and restarts stay the supervisor's (processes.py): it signals a child by its pid, and reads
+its end from the exit reports (`ForkedChild` offers the part of `subprocess.Popen` the process table
+uses). Lifetimes chain: each child has PR_SET_PDEATHSIG towards the server, the server towards the
+supervisor, so no replica outlives either.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import gc
+import importlib
+import json
+import os
+import selectors
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import IO, Any
+
+ENV_SWITCH = "TESTBED_FORK_SERVER"  # "on" or "off" (default)
+# What the services import at start (sample_shop/kit and the services): the heavy part of every process.
+PRELOAD: tuple[str, ...] = (
+    "asyncio",
+    "json",
+    "sqlite3",
+    "uvloop",
+    "httptools",
+    "uvicorn",
+    "uvicorn.config",
+    "uvicorn.server",
+    "uvicorn.protocols.http.httptools_impl",
+    "uvicorn.lifespan.on",
+    "fastapi",
+    "fastapi.responses",
+    "pydantic",
+    "starlette.middleware",
+    "sqlalchemy",
+    "sqlalchemy.dialects.sqlite",
+    "sqlalchemy.ext.asyncio",
+    "aiohttp",
+    "jwt",
+    "prometheus_client",
+    "opentelemetry.trace",
+    "opentelemetry.sdk.trace",
+    "opentelemetry.sdk.trace.export",
+    "opentelemetry.sdk.resources",
+    "opentelemetry.exporter.otlp.proto.http.trace_exporter",
+    "argon2",
+    # the shop's own modules: none reads its configuration or registers a metric at import (config is
+    # read by kit/config.py when a service starts, metrics are made per service by kit/metrics.py)
+    "sample_shop.kit.app",
+    "sample_shop.kit.db",
+    "sample_shop.kit.http_client",
+    "sample_shop.kit.telemetry",
+    "sample_shop.gateway.app",
+    "sample_shop.users.app",
+    "sample_shop.catalog.app",
+    "sample_shop.cart.app",
+    "sample_shop.orders.app",
+    "sample_shop.payment.app",
+    "sample_shop.recommendations.app",
+)
+SPAWN_TIMEOUT_S = 10.0
+PR_SET_PDEATHSIG = 1
+PR_SET_NAME = 15
+_LIBC = ctypes.CDLL(None, use_errno=True) if sys.platform.startswith("linux") else None
+
+
+def enabled(env: dict[str, str] | os._Environ[str]) -> bool:
+    """Whether the supervisor forks the replicas (TESTBED_FORK_SERVER=on); a bad value is an input error."""
+    value = env.get(ENV_SWITCH, "off").strip().lower()
+    if value not in ("on", "off"):
+        raise ValueError(f"{ENV_SWITCH}={value!r} is not valid; use on or off")
+    return value == "on"
+
+
+def module_of(command: list[str]) -> list[str] | None:
+    """`[python, -m, module, *args]` -> [module, *args]: the only command shape the fork-server runs (the
+    shop's replicas, the SMTP server, the alert receiver); None for anything else (Prometheus, ...)."""
+    if len(command) >= 3 and command[0] == sys.executable and command[1] == "-m":
+        return command[2:]
+    return None
+
+
+# ---- the server (its own process) ----------------------------------------------------------------------
+
+
+def _die_with_parent(parent_pid: int) -> None:
+    if _LIBC is not None:
+        _LIBC.prctl(PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
+    if os.getppid() != parent_pid:  # the parent died before prctl
+        os._exit(1)
+
+
+def _run_child(argv: list[str], env: dict[str, str], log_path: str, server_pid: int) -> None:
+    """In the forked child: become `python -m argv[0] argv[1:]` with `env`, output to `log_path`, and the
+    thread name argv[0]'s last part (what `top` shows). Never returns."""
+    code = 1
+    try:
+        signal.set_wakeup_fd(-1)  # the server's self-pipe: its number is about to be reused
+        _die_with_parent(server_pid)
+        for sig in (signal.SIGCHLD, signal.SIGTERM, signal.SIGINT, signal.SIGPIPE):
+            signal.signal(sig, signal.SIG_DFL if sig != signal.SIGINT else signal.default_int_handler)
+        signal.pthread_sigmask(signal.SIG_SETMASK, set())
+        log_fd = os.open(log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        null_fd = os.open(os.devnull, os.O_RDONLY)
+        os.dup2(null_fd, 0)
+        os.dup2(log_fd, 1)
+        os.dup2(log_fd, 2)
+        os.closerange(3, 65536)  # the server's pipes and the selector are not the child's
+        sys.stdin = open(0, closefd=False)  # noqa: SIM115 - the process's own standard streams
+        sys.stdout = open(1, "w", buffering=1, closefd=False)  # noqa: SIM115
+        sys.stderr = open(2, "w", buffering=1, closefd=False)  # noqa: SIM115
+        os.environ.clear()
+        os.environ.update(env)
+        gc.unfreeze()  # the frozen heap stays shared; new objects are collected as usual
+        module = argv[0]
+        if _LIBC is not None:
+            _LIBC.prctl(PR_SET_NAME, module.rsplit(".", 1)[-1].encode()[:15], 0, 0, 0)
+        sys.argv = [module, *argv[1:]]
+        import runpy
+
+        runpy.run_module(module, run_name="__main__", alter_sys=True)
+        code = 0
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+        if exc.code is not None and not isinstance(exc.code, int):
+            print(exc.code, file=sys.stderr)
+    except BaseException:  # a child's crash is reported like a process's: traceback, exit 1
+        import traceback
+
+        traceback.print_exc()
+        code = 1
+    finally:
+        with contextlib.suppress(Exception):
+            sys.stdout.flush()
+            sys.stderr.flush()
+        os._exit(code)
+
+
+def _exit_code(status: int) -> int:
+    """waitpid status -> Popen's returncode convention (negative signal number for a signal death)."""
+    return os.waitstatus_to_exitcode(status)
+
+
+def serve(parent_pid: int) -> int:
+    """The server's loop: preload, report ready, fork on request, report every child's end."""
+    _die_with_parent(parent_pid)
+    for name in PRELOAD:
+        with contextlib.suppress(ImportError):
+            importlib.import_module(name)  # a module missing here is imported by the child itself
+    gc.collect()
+    gc.freeze()
+    out = sys.stdout
+    rfd, wfd = os.pipe()  # the SIGCHLD self-pipe: the handler writes, the loop reaps
+    os.set_blocking(wfd, False)
+    os.set_blocking(rfd, False)
+    signal.set_wakeup_fd(wfd)
+    signal.signal(signal.SIGCHLD, lambda *_: None)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    me = os.getpid()
+
+    def send(message: dict[str, Any]) -> None:
+        out.write(json.dumps(message) + "\n")
+        out.flush()
+
+    def reap() -> None:
+        while True:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if pid == 0:
+                return
+            send({"exit": pid, "code": _exit_code(status)})
+
+    send({"ready": True, "pid": me, "preloaded": sorted(n for n in PRELOAD if n in sys.modules)})
+    selector = selectors.DefaultSelector()
+    selector.register(sys.stdin.fileno(), selectors.EVENT_READ, "request")
+    selector.register(rfd, selectors.EVENT_READ, "child")
+    buffer = b""
+    while True:
+        for key, _ in selector.select():
+            if key.data == "child":
+                with contextlib.suppress(BlockingIOError):
+                    os.read(rfd, 4096)
+                reap()
+                continue
+            chunk = os.read(sys.stdin.fileno(), 65536)
+            if not chunk:  # the supervisor closed our stdin: stop; the children follow (PDEATHSIG)
+                return 0
+            buffer += chunk
+            while b"\n" in buffer:
+                line, buffer = buffer.split(b"\n", 1)
+                request = json.loads(line)
+                try:
+                    pid = os.fork()
+                except OSError as exc:
+                    send({"id": request["id"], "error": f"fork failed: {exc}"})
+                    continue
+                if pid == 0:
+                    selector.close()
+                    _run_child(request["argv"], request["env"], request["log"], me)
+                send({"id": request["id"], "pid": pid})
+        reap()
+
+
+# ---- the supervisor's side -----------------------------------------------------------------------------
+
+
+class ForkServerError(RuntimeError):
+    """The fork-server did not start or did not fork: the supervisor falls back to exec (and says so)."""
+
+
+class ForkedChild:
+    """A replica forked by the server: the part of subprocess.Popen that processes.py uses (pid, poll,
+    returncode, send_signal, kill). Its end comes from the server's exit report; if the server itself is
+    gone, the child is too (PR_SET_PDEATHSIG), and it reads as killed."""
+
+    def __init__(self, pid: int, server: ForkServer) -> None:
+        self.pid = pid
+        self.returncode: int | None = None
+        self._server = server
+
+    def poll(self) -> int | None:
+        if self.returncode is None:
+            self.returncode = self._server.exit_code(self.pid)
+        return self.returncode
+
+    def send_signal(self, sig: int) -> None:
+        if self.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.pid, sig)
+
+    def kill(self) -> None:
+        self.send_signal(signal.SIGKILL)
+
+
+class ForkServer:
+    """Starts the server process and asks it for children. Spawn from the event loop's thread, like every
+    spawn of processes.py (PR_SET_PDEATHSIG is tied to the forking thread)."""
+
+    def __init__(
+        self, log_path: Path, preexec: Callable[[], None] | None = None, start_timeout_s: float = 60.0
+    ) -> None:
+        self.log_path = log_path
+        self._preexec = preexec
+        self._start_timeout_s = start_timeout_s
+        self._popen: subprocess.Popen[bytes] | None = None
+        self._log: IO[bytes] | None = None
+        self._lock = threading.Lock()
+        self._answers: dict[int, dict[str, Any]] = {}
+        self._exits: dict[int, int] = {}
+        self._changed = threading.Condition(self._lock)
+        self._next_id = 0
+        self._reader: threading.Thread | None = None
+        self.ready_info: dict[str, Any] | None = None  # the server's "ready" line: pid, preloaded modules
+
+    @property
+    def pid(self) -> int | None:
+        return self._popen.pid if self._popen is not None else None
+
+    def start(self) -> None:
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        self._log = open(self.log_path, "ab")  # noqa: SIM115 - the server's stderr for its life
+        self._popen = subprocess.Popen(
+            [sys.executable, "-m", "testbed.runtime.forkserver", "--parent", str(os.getpid())],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=self._log,
+            close_fds=True,
+            preexec_fn=self._preexec,
+        )
+        self._reader = threading.Thread(target=self._read, name="forkserver-reader", daemon=True)
+        self._reader.start()
+        with self._changed:
+            self._changed.wait_for(lambda: self.ready_info is not None or self._gone(), self._start_timeout_s)
+        if self.ready_info is None:
+            self.stop()
+            raise ForkServerError(f"the fork-server did not start (see {self.log_path})")
+
+    @property
+    def running(self) -> bool:
+        return self._popen is not None and self._popen.poll() is None
+
+    def _gone(self) -> bool:
+        return self._popen is None or self._popen.poll() is not None
+
+    def _read(self) -> None:
+        assert self._popen is not None and self._popen.stdout is not None
+        for raw in self._popen.stdout:
+            message = json.loads(raw)
+            with self._changed:
+                if "exit" in message:
+                    self._exits[int(message["exit"])] = int(message["code"])
+                elif "ready" in message:
+                    self.ready_info = message
+                else:
+                    self._answers[int(message["id"])] = message
+                self._changed.notify_all()
+        with self._changed:  # the server ended: so did its children
+            self._changed.notify_all()
+
+    def spawn(self, argv: list[str], env: dict[str, str], log_path: Path) -> ForkedChild:
+        """Fork `python -m argv[0] argv[1:]`; the server is started on the first call (after Prometheus has
+        started: its first scrape waits for a 5 s tick, so it goes first)."""
+        if self._popen is None:
+            self.start()
+        if self._popen is None or self._popen.stdin is None or self._gone():
+            raise ForkServerError("the fork-server is not running")
+        with self._changed:
+            self._next_id += 1
+            request_id = self._next_id
+        line = json.dumps({"id": request_id, "argv": argv, "env": env, "log": str(log_path)}) + "\n"
+        self._popen.stdin.write(line.encode())
+        self._popen.stdin.flush()
+        with self._changed:
+            self._changed.wait_for(lambda: request_id in self._answers or self._gone(), SPAWN_TIMEOUT_S)
+            answer = self._answers.pop(request_id, None)
+        if answer is None or "pid" not in answer:
+            reason = answer.get("error") if answer else "no answer"
+            raise ForkServerError(f"the fork-server did not fork {argv[0]}: {reason} (see {self.log_path})")
+        return ForkedChild(int(answer["pid"]), self)
+
+    def exit_code(self, pid: int) -> int | None:
+        with self._lock:
+            if pid in self._exits:
+                return self._exits[pid]
+        if self._gone():
+            return self._exits.get(pid, -int(signal.SIGKILL))
+        return None
+
+    def stop(self, grace_s: float = 5.0) -> None:
+        """Close the server's stdin (it returns; PDEATHSIG ends any child left), SIGKILL after the grace."""
+        if self._popen is None:
+            return
+        with contextlib.suppress(OSError):
+            if self._popen.stdin is not None:
+                self._popen.stdin.close()
+        deadline = time.monotonic() + grace_s
+        while self._popen.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.02)
+        if self._popen.poll() is None:
+            self._popen.kill()
+            self._popen.wait()
+        if self._log is not None:
+            self._log.close()
+
+
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+
+    parser = argparse.ArgumentParser(
+        prog="python -m testbed.runtime.forkserver",
+        description="The local stack's fork-server. Started by the supervisor, not by hand.",
+    )
+    parser.add_argument("--parent", type=int, required=True, help="the supervisor's pid")
+    args = parser.parse_args(argv)
+    return serve(args.parent)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

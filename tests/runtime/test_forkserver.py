@@ -1,0 +1,147 @@
+"""The fork-server (testbed/runtime/forkserver.py, TESTBED_FORK_SERVER=on): a real stack of its own on the
+spare port offset whose Python processes are forked from one pre-importing process. The shop answers a
+sign-up and a checkout-sized journey; a killed replica is restarted as a new fork; a pause stops and
+resumes the forked process; the supervisor's death takes the server and every fork with it; a bad value
+of the switch fails before anything starts. Its memory effect is measured by `make bench`
+(runtime.stack), not here."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import psutil
+import pytest
+
+from testbed.runtime.base import RuntimeFailure, UpOptions
+from testbed.runtime.forkserver import ENV_SWITCH, enabled, module_of
+from testbed.runtime.local import LocalTarget
+from testbed.runtime.observers import plan_observers
+from testbed.runtime.options import parse_replicas
+from testbed.runtime.ports import listening
+
+
+def test_the_switch_and_the_command_shape() -> None:
+    assert enabled({}) is False and enabled({ENV_SWITCH: "on"}) is True
+    assert enabled({ENV_SWITCH: "OFF"}) is False
+    with pytest.raises(ValueError, match="use on or off"):
+        enabled({ENV_SWITCH: "yes"})
+    assert module_of([sys.executable, "-m", "sample_shop.catalog"]) == ["sample_shop.catalog"]
+    assert module_of([sys.executable, "-m", "m", "--port", "1"]) == ["m", "--port", "1"]
+    assert module_of(["/usr/bin/prometheus", "--config.file=x"]) is None
+    assert module_of(["/other/python", "-m", "sample_shop.catalog"]) is None
+
+
+@pytest.fixture
+def forked(tmp_path: Path, spare_port_offset: int, monkeypatch: pytest.MonkeyPatch) -> Iterator[LocalTarget]:
+    """A stack with the fork-server on, in a fresh state folder; always brought down."""
+    monkeypatch.setenv(ENV_SWITCH, "on")
+    target = LocalTarget(tmp_path / "state", spare_port_offset, exit_with_pid=os.getpid())
+    try:
+        target.up(UpOptions(extras=False, timeout_s=90))
+        yield target
+    finally:
+        target.down()
+
+
+def _server(supervisor: int) -> psutil.Process:
+    children = psutil.Process(supervisor).children()
+    servers = [p for p in children if "testbed.runtime.forkserver" in " ".join(p.cmdline())]
+    assert len(servers) == 1, [p.cmdline() for p in psutil.Process(supervisor).children()]
+    return servers[0]
+
+
+def _replica_pid(target: LocalTarget, service: str, replica: int = 0) -> int:
+    (match,) = [p for p in target.status().processes if p.service == service and p.replica == replica]
+    assert match.pid is not None, match
+    return match.pid
+
+
+def _wait(predicate: object, timeout_s: float, what: str) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if predicate():  # type: ignore[operator]
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"timed out after {timeout_s:g} s waiting for {what}")
+
+
+@pytest.mark.stack
+def test_replicas_are_forks_that_serve_restart_pause_and_die_with_the_supervisor(forked: LocalTarget) -> None:
+    supervisor = forked.supervisor_pid()
+    assert supervisor is not None
+    server = _server(supervisor)
+    forks = {p.pid for p in server.children()}
+    replicas = {p.service: p.pid for p in forked.status().processes if p.replica is not None}
+    assert len(replicas) == 7 and set(replicas.values()) <= forks, (replicas, forks)
+    assert any(note.startswith("fork-server:") for note in forked.startup_notes()), forked.startup_notes()
+    listed = [p for p in forked.status().processes if p.service == "forkserver"]
+    assert [p.pid for p in listed] == [server.pid] and listed[0].healthy and listed[0].pss_mb
+
+    # a forked gateway, users (Argon2id) and catalog answer a real journey
+    gateway = forked.descriptor().gateway_url
+    email = f"fork-{uuid.uuid4().hex[:8]}@example.com"
+    with httpx.Client(base_url=gateway, timeout=15) as http:
+        assert http.get("/api/products").status_code == 200
+        account = {"email": email, "password": "password-1", "name": "F"}
+        registered = http.post("/api/auth/register", json=account)
+        assert registered.status_code in (200, 201), registered.text
+        login = http.post("/api/auth/login", json={"email": email, "password": "password-1"})
+        assert login.status_code == 200, login.text
+
+    # kill: the exit is seen through the server's report, the restart is a new fork of the same server
+    old = _replica_pid(forked, "catalog")
+    forked.kill("catalog", 0)
+    _wait(lambda: not psutil.pid_exists(old), 5, "the kill (the server reaps its children)")
+
+    def restarted() -> bool:
+        (catalog,) = [p for p in forked.status().processes if p.service == "catalog"]
+        return catalog.pid not in (None, old) and catalog.healthy
+
+    _wait(restarted, 30, "catalog's restart")
+    new = _replica_pid(forked, "catalog")
+    assert psutil.Process(new).ppid() == server.pid
+
+    # pause: the forked process is really stopped, then resumed by the supervisor
+    orders = _replica_pid(forked, "orders")
+    forked.pause("orders", 0, 1.0)
+    assert psutil.Process(orders).status() == psutil.STATUS_STOPPED
+    _wait(lambda: psutil.Process(orders).status() != psutil.STATUS_STOPPED, 5, "the resume")
+
+    # the supervisor's death: the server (PR_SET_PDEATHSIG) and then every fork end with it
+    everything = [server, *server.children()]
+    os.kill(supervisor, signal.SIGKILL)
+
+    def all_gone() -> bool:
+        for p in everything:
+            try:
+                if p.is_running() and p.status() != psutil.STATUS_ZOMBIE:
+                    return False
+            except psutil.NoSuchProcess:
+                continue
+        return True
+
+    _wait(all_gone, 5, "the fork-server and its forks to end")
+    observers = plan_observers(forked.layout, forked.ports).names
+    ports = forked.ports.stack_ports(parse_replicas(None), observers)
+    _wait(lambda: listening(ports) == {}, 5, "the ports to be free")
+
+
+def test_a_bad_switch_value_fails_before_anything_starts(
+    tmp_path: Path, spare_port_offset: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(ENV_SWITCH, "sometimes")
+    target = LocalTarget(tmp_path / "state", spare_port_offset, exit_with_pid=os.getpid())
+    try:
+        with pytest.raises(RuntimeFailure) as caught:
+            target.up(UpOptions(extras=False, timeout_s=60))
+        assert f"{ENV_SWITCH}='sometimes' is not valid; use on or off" in caught.value.message
+        assert target.supervisor_pid() is None
+    finally:
+        target.down()
