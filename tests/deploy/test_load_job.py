@@ -10,7 +10,7 @@ from deploy_support import kind_objects, render
 from k8s_walk import container_port, find, pod_spec
 
 from load.__main__ import build_parser
-from load.profiles import resolve_params
+from load.profiles import resolve_params, resolve_workers
 from load.target import check_url
 from sample_shop.topology import LOAD_METRICS_PORT
 
@@ -50,3 +50,14 @@ def test_job_is_bounded_in_time_and_not_retried() -> None:
     assert job["spec"]["backoffLimit"] == 0
     assert pod_spec(job)["restartPolicy"] == "Never"
     assert job["spec"]["ttlSecondsAfterFinished"] > 0
+
+
+def test_the_job_runs_a_master_and_workers_within_its_cpu_limit() -> None:
+    """`--workers N` in the pod: Locust's master and N worker processes share the results folder, and the
+    container may use N cores (a CPU limit below N would throttle the workers into one core's worth)."""
+    container = pod_spec(_job())["containers"][0]
+    workers = resolve_workers(build_parser().parse_args(container["args"]).workers)
+    assert workers >= 2
+    limit = str(container["resources"]["limits"]["cpu"])
+    cores = float(limit[:-1]) / 1000 if limit.endswith("m") else float(limit)
+    assert cores >= workers
