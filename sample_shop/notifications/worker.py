@@ -10,8 +10,9 @@ event is acknowledged without a second e-mail. The window left is between the SM
 commit of the insert (a few hundred microseconds): a kill exactly there sends the e-mail twice.
 
 A failed delivery is given back (`POST /outbox/fail`): pending again, parked by orders once its attempts
-are spent. The trace goes on from the change's `traceparent` (stored in the event) to the e-mail, whose
-headers carry it too (`X-Shop-Traceparent`).
+are spent. The trace goes on from the change's `traceparent` (stored in the event: orders' producer span)
+in the event's consumer span, with the SMTP delivery (whose context the e-mail carries in
+`X-Shop-Traceparent`) and the ack or give-back to orders (which orders continues) as client spans under it.
 """
 
 from __future__ import annotations
@@ -115,7 +116,30 @@ class Notifier:
     # ---- orders' outbox --------------------------------------------------------------------------
 
     def _orders(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
-        """One call to an orders replica (round robin; the next one on a connection error)."""
+        """One call to an orders replica (round robin; the next one on a connection error). Inside an
+        event's span (ack, give back) the call is a client span whose `traceparent` orders continues, so
+        the event's trace shows its outcome arriving back at orders."""
+        if self.tracer is None:
+            return self._orders_call(method, path, **kwargs)
+        from opentelemetry import trace
+
+        if not trace.get_current_span().is_recording():  # a claim: no event, no trace yet
+            return self._orders_call(method, path, **kwargs)
+        from sample_shop.kit.telemetry import format_traceparent
+
+        with self.tracer.start_as_current_span(
+            f"{method} orders{path}",
+            kind=trace.SpanKind.CLIENT,
+            attributes={"peer.service": "orders", "http.request.method": method, "url.path": path},
+        ) as span:
+            headers = {"traceparent": format_traceparent(span.get_span_context())}
+            response = self._orders_call(method, path, headers=headers, **kwargs)
+            span.set_attribute("http.response.status_code", response.status_code)
+            if response.status_code >= 500:
+                span.set_status(trace.Status(trace.StatusCode.ERROR))
+            return response
+
+    def _orders_call(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
         urls = self.config.orders_urls
         last: Exception | None = None
         for i in range(len(urls)):
@@ -148,6 +172,25 @@ class Notifier:
             response.raise_for_status()
 
     # ---- one event -------------------------------------------------------------------------------
+
+    def _smtp_span(self, event_id: str) -> Any:
+        """The client span of one SMTP delivery (a child of the event's span), or a null context."""
+        from contextlib import nullcontext
+
+        if self.tracer is None:
+            return nullcontext()
+        from opentelemetry.trace import SpanKind
+
+        return self.tracer.start_as_current_span(
+            "smtp send",
+            kind=SpanKind.CLIENT,
+            attributes={
+                "peer.service": "mailserver",
+                "server.address": self.config.smtp_host,
+                "server.port": self.config.smtp_port,
+                "messaging.message.id": event_id,
+            },
+        )
 
     def send(self, message: EmailMessage) -> None:
         try:
@@ -205,21 +248,30 @@ class Notifier:
             self.give_back(event_id, "the order has no e-mail address")
             log.warning("no recipient", extra={"fields": {"event": "notify_failed", **fields}})
             return "failed"
-        traceparent = None
-        if span is not None:
-            from sample_shop.kit.telemetry import format_traceparent
+        failure: DeliveryFailed | None = None
+        with self._smtp_span(event_id) as smtp_span:
+            traceparent = None
+            if smtp_span is not None:  # the e-mail carries the context of the span that sent it
+                from sample_shop.kit.telemetry import format_traceparent
 
-            traceparent = format_traceparent(span.get_span_context())
-        message = compose(event, self.config.sender, traceparent or event.get("traceparent"))
-        try:
-            self.send(message)
-        except DeliveryFailed as exc:
-            self.give_back(event_id, str(exc))
+                traceparent = format_traceparent(smtp_span.get_span_context())
+            message = compose(event, self.config.sender, traceparent or event.get("traceparent"))
+            try:
+                self.send(message)
+            except DeliveryFailed as exc:
+                failure = exc
+                if smtp_span is not None:
+                    from opentelemetry.trace import Status, StatusCode
+
+                    smtp_span.set_attribute("error.type", "permanent" if exc.permanent else "transient")
+                    smtp_span.set_status(Status(StatusCode.ERROR, str(exc)))
+        if failure is not None:
+            self.give_back(event_id, str(failure))
             if span is not None:
-                span.set_attribute("error.type", "permanent" if exc.permanent else "transient")
+                span.set_attribute("error.type", "permanent" if failure.permanent else "transient")
             log.warning(
                 "e-mail not delivered",
-                extra={"fields": {"event": "notify_failed", "error": str(exc), **fields}},
+                extra={"fields": {"event": "notify_failed", "error": str(failure), **fields}},
             )
             return "failed"
         sent_s = time.time()

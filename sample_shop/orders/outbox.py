@@ -38,7 +38,7 @@ from sample_shop.basics import utc_iso
 from sample_shop.kit.app import ServiceContext, get_context, require_service
 from sample_shop.kit.errors import ShopError
 from sample_shop.kit.metrics import build_metric
-from sample_shop.kit.telemetry import format_traceparent
+from sample_shop.kit.telemetry import SCOPE_NAME, format_traceparent
 from sample_shop.orders import lifecycle
 from sample_shop.orders.models import order_contacts, orders, outbox
 
@@ -61,7 +61,8 @@ Ctx = Annotated[ServiceContext, Depends(get_context)]
 
 
 def current_traceparent() -> str | None:
-    """The W3C traceparent of the span being served (the change's request), or None without one."""
+    """The W3C traceparent of the current span (the event's producer span, a child of the change's
+    request), or None without one."""
     context = trace.get_current_span().get_span_context()
     return format_traceparent(context) if context.is_valid else None
 
@@ -87,19 +88,32 @@ def emit(conn: Connection, order_id: str, from_status: str | None, to_status: st
         "total_cents": row.total_cents,
         "currency": row.currency,
     }
-    conn.execute(
-        outbox.insert().values(
-            event_id=event_id,
-            order_id=order_id,
-            type=kind,
-            payload=json.dumps(payload, sort_keys=True),
-            traceparent=current_traceparent(),
-            created_at=utc_iso(now),
-            created_s=now,
-            attempts=0,
-            state="pending",
+    # The producer span of the event (OpenTelemetry messaging conventions): its context is the one stored
+    # with the row, so the consumer's span is its child and the trace shows the hop through the outbox.
+    with trace.get_tracer(SCOPE_NAME).start_as_current_span(
+        f"outbox publish {kind}",
+        kind=trace.SpanKind.PRODUCER,
+        attributes={
+            "messaging.system": "outbox",
+            "messaging.operation": "publish",
+            "messaging.destination.name": "outbox",
+            "messaging.message.id": event_id,
+            "shop.order_id": order_id,
+        },
+    ):
+        conn.execute(
+            outbox.insert().values(
+                event_id=event_id,
+                order_id=order_id,
+                type=kind,
+                payload=json.dumps(payload, sort_keys=True),
+                traceparent=current_traceparent(),
+                created_at=utc_iso(now),
+                created_s=now,
+                attempts=0,
+                state="pending",
+            )
         )
-    )
     return event_id
 
 

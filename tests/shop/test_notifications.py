@@ -159,11 +159,32 @@ def test_one_email_per_event_with_the_trace(
     mine = {str(m["X-Shop-Event-Id"]): m for m in messages(maildir)}
     shipping_mail = mine[events_of(shop, shipped["id"])[1]["event_id"]]
     assert shipping_mail["To"] == customer.email and "has shipped" in str(shipping_mail["Subject"])
-    assert str(shipping_mail["X-Shop-Traceparent"]).split("-")[1] == trace_id
-    spans = spans_of_trace(shop.state_dir / "traces", trace_id, {"gateway", "orders", "notifications"})
-    notify = [s for s in spans if s["service"] == "notifications"]
-    assert [s["name"] for s in notify] == ["notify order.shipped"], spans
-    assert notify[0]["parentSpanId"] in {s["spanId"] for s in spans if s["service"] == "orders"}
+    _, mail_trace, mail_span, _ = str(shipping_mail["X-Shop-Traceparent"]).split("-")
+    assert mail_trace == trace_id
+    # The whole path in one trace: the admin's change in orders, the outbox event it published, the
+    # function's span for that event, the SMTP delivery (the span the e-mail names) and the ack that
+    # orders served - gateway -> orders -> outbox -> notifications -> SMTP, and back to orders.
+    path = {
+        "publish": ("orders", "outbox publish order.shipped"),
+        "notify": ("notifications", "notify order.shipped"),
+        "smtp": ("notifications", "smtp send"),
+        "ack_client": ("notifications", "POST orders/outbox/ack"),
+        "ack": ("orders", "POST /outbox/ack"),
+    }
+
+    def whole_path() -> list[dict[str, Any]]:
+        found = spans_of_trace(shop.state_dir / "traces", trace_id, {"gateway", "orders"}, 0)
+        return found if set(path.values()) <= {(s["service"], s["name"]) for s in found} else []
+
+    spans = wait_for("every span of the path in the trace files", whole_path, timeout_s=10)
+    by_name = {(s["service"], s["name"]): s for s in spans}
+    publish, notify, smtp, ack_client, ack = (by_name[path[step]] for step in path)
+    assert publish["kind"] == 4 and notify["kind"] == 5 and smtp["kind"] == 3  # producer, consumer, client
+    assert publish["parentSpanId"] in {s["spanId"] for s in spans if s["service"] == "orders"}
+    assert notify["parentSpanId"] == publish["spanId"]
+    assert smtp["parentSpanId"] == notify["spanId"] and smtp["spanId"] == mail_span
+    assert ack_client["parentSpanId"] == notify["spanId"] and ack["parentSpanId"] == ack_client["spanId"]
+    assert [s["name"] for s in spans if s["service"] == "notifications"].count("notify order.shipped") == 1
     metrics = httpx.get(f"{shop.url('orders')}/metrics", timeout=5).text
     assert 'shop_notification_latency_seconds_bucket{le="30.0",service="orders",type="order.shipped"}' in (
         metrics
