@@ -9,6 +9,7 @@ from html import escape
 from typing import Any
 
 from testbed.report.data import ReportData
+from testbed.report.style import SERVICE_COLORS
 from testbed.report.traces import TraceView
 
 VERDICT_STYLE = {
@@ -25,7 +26,6 @@ STATUS_CLASS = {
     "inconclusive": "warn",
     "unreliable": "warn",
 }
-SERVICE_COLORS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#17becf")
 
 CSS = """
 body{font-family:-apple-system,Segoe UI,Helvetica,Arial,sans-serif;margin:24px auto;max-width:1180px;

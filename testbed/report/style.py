@@ -10,3 +10,5 @@ PHASE_COLORS: dict[str, str] = {
     "recovery": "#cfe3f7",
 }
 UNKNOWN_PHASE_COLOR = "#eeeeee"
+# One colour per service in span waterfalls (report.html, the click-to-e-mail picture), in order seen.
+SERVICE_COLORS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#17becf")

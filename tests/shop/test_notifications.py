@@ -256,3 +256,39 @@ def test_a_poison_event_is_parked_and_the_others_flow(
     assert "550" in next(e for e in listed["events"] if e["event_id"] == parked["event_id"])["last_error"]
     assert mails_by_event(maildir)[parked["event_id"]] == 0
     assert mails_by_event(maildir)[events_of(shop, good["id"])[0]["event_id"]] == 1
+
+
+def test_the_picture_of_a_click_to_its_email(
+    shop: ShopProcesses, maildir: Path, start_notifier: StartNotifier, tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:  # fmt: skip
+    """`python -m testbed.report.email_trace STATE --checkout`, as docs/shop.md's picture was made: a real
+    checkout, its trace found in the real trace files once the function has sent the e-mail, drawn."""
+    from testbed.report import email_trace
+
+    start_notifier(instance=4)
+    out = tmp_path / "trace.png"
+    code = email_trace.main(
+        [str(shop.state_dir), "--checkout", "--gateway", shop.url("gateway"), "--out", str(out)]
+    )
+    printed = capsys.readouterr().out
+    assert code == 0, printed
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and out.stat().st_size > 20_000
+    trace_id = printed.split()[1].rstrip(":")
+    assert "gateway -> orders" in printed and printed.rstrip().endswith(str(out))
+    spans = email_trace.pick_trace(email_trace.load_spans(shop.state_dir), trace_id)
+    assert email_trace.reaches_email(spans)
+    assert trace_id in email_trace.email_traces(email_trace.load_spans(shop.state_dir))
+    rows = [(r.service, r.name) for r in email_trace.waterfall(spans)]
+    assert rows[0] == ("gateway", "POST /api/checkout")
+    assert rows.index(("orders", "outbox publish order.paid")) < rows.index(
+        ("notifications", "notify order.paid")
+    ) < rows.index(("notifications", "smtp send"))  # fmt: skip
+    [mail] = [m for m in messages(maildir) if str(m["X-Shop-Traceparent"]).split("-")[1] == trace_id]
+    assert "is confirmed" in str(mail["Subject"])
+    # without a trace that reached an e-mail: exit 2 and a message, no picture
+    empty = tmp_path / "empty"
+    (empty / "traces").mkdir(parents=True)
+    assert email_trace.main([str(empty), "--out", str(tmp_path / "none.png")]) == 2
+    assert "no trace runs from the gateway to an e-mail" in capsys.readouterr().err
+    assert not (tmp_path / "none.png").exists()
