@@ -43,10 +43,14 @@ class NotifierConfig:
     otlp_endpoint: str | None
     trace_files: bool
     log_level: str
+    consumer_name: str | None = None  # SHOP_NOTIFY_CONSUMER (the pod's name on kind)
+    heartbeat_file: Path | None = None  # touched on every turn of the loop (the kind liveness probe)
 
     @property
     def consumer(self) -> str:
-        return f"{FUNCTION}-{self.instance}-{os.getpid()}"
+        """How orders' outbox knows this instance (the claim's `consumer`, logs): the pod's name on kind,
+        where every instance is instance 0 with pid 1."""
+        return self.consumer_name or f"{FUNCTION}-{self.instance}-{os.getpid()}"
 
     @property
     def dedup_db(self) -> Path:
@@ -83,4 +87,6 @@ def load_notifier_config(env: Mapping[str, str] | None = None) -> NotifierConfig
         otlp_endpoint=otlp,
         trace_files=read_env_switch(env, "SHOP_TRACE_FILES", True) or not otlp,
         log_level=read_env_choice(env, "SHOP_LOG_LEVEL", "info", LOG_LEVELS),
+        consumer_name=(env.get("SHOP_NOTIFY_CONSUMER") or "").strip() or None,
+        heartbeat_file=Path(heartbeat) if (heartbeat := env.get("SHOP_NOTIFY_HEARTBEAT_FILE")) else None,
     )

@@ -1,7 +1,8 @@
 """The local SMTP server: `python -m sample_shop.notifications.mailserver --port P --maildir DIR`.
 
-A real SMTP server (aiosmtpd) on loopback only, storing every accepted message as one file of a Maildir
-(`DIR/new/`), so tests and experiments read the mailbox with the standard library's `mailbox.Maildir`.
+A real SMTP server (aiosmtpd) on loopback only (on kind: the pod's address, `--in-pod`), storing every
+accepted message as one file of a Maildir (`DIR/new/`), so tests and experiments read the mailbox with the
+standard library's `mailbox.Maildir`.
 Two behaviours of real mail servers, for the faults:
 
 - a recipient in the reserved `.invalid` domain (RFC 2606) is refused with 550 - a permanent failure, so
@@ -111,12 +112,22 @@ async def serve(host: str, port: int, maildir: Path) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m sample_shop.notifications.mailserver")
-    parser.add_argument("--host", default="127.0.0.1", help="listen address (loopback only)")
+    parser.add_argument("--host", default="127.0.0.1", help="listen address (loopback, unless --in-pod)")
+    parser.add_argument(
+        "--in-pod",
+        action="store_true",
+        help="allow a non-loopback --host (0.0.0.0 on Kubernetes, where the mailserver NetworkPolicy "
+        "admits the notifications pods alone)",
+    )
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--maildir", type=Path, required=True, help="where messages are stored")
     args = parser.parse_args(argv)
-    if args.host not in ("127.0.0.1", "::1", "localhost"):
-        print(f"mailserver: --host {args.host!r}: loopback only (127.0.0.1 or ::1)", file=sys.stderr)
+    if args.host not in ("127.0.0.1", "::1", "localhost") and not args.in_pod:
+        print(
+            f"mailserver: --host {args.host!r}: loopback only (127.0.0.1 or ::1); another address only "
+            "with --in-pod (a Kubernetes pod behind its NetworkPolicy)",
+            file=sys.stderr,
+        )
         return 2
     if not 1 <= args.port <= 65535:
         print(f"mailserver: --port {args.port}: between 1 and 65535", file=sys.stderr)

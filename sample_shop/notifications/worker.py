@@ -304,6 +304,7 @@ class Notifier:
         )
         idle_since = time.monotonic()
         while not self.stopping:
+            self._beat()
             try:
                 events = self.claim()
             except (httpx.HTTPError, ValueError, KeyError) as exc:
@@ -323,6 +324,14 @@ class Notifier:
             self._sleep(self.config.poll_s)
         self.close()
         return 0
+
+    def _beat(self) -> None:
+        """Touch the heartbeat file, if any: one turn of the loop has begun (python -m
+        sample_shop.notifications.heartbeat checks its age)."""
+        if self.config.heartbeat_file is not None:
+            from sample_shop.notifications.heartbeat import beat
+
+            beat(self.config.heartbeat_file)
 
     def _sleep(self, seconds: float) -> None:
         deadline = time.monotonic() + seconds

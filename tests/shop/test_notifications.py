@@ -264,9 +264,14 @@ def test_the_picture_of_a_click_to_its_email(
 ) -> None:  # fmt: skip
     """`python -m testbed.report.email_trace STATE --checkout`, as docs/shop.md's picture was made: a real
     checkout, its trace found in the real trace files once the function has sent the e-mail, drawn."""
+    from sample_shop.notifications import heartbeat
     from testbed.report import email_trace
 
-    start_notifier(instance=4)
+    # as a pod on kind runs it: named by the pod, beating for its exec probes (deploy/base/notifications)
+    beat_file = tmp_path / "heartbeat"
+    start_notifier(
+        instance=4, SHOP_NOTIFY_CONSUMER="notifications-pod-a", SHOP_NOTIFY_HEARTBEAT_FILE=str(beat_file)
+    )
     out = tmp_path / "trace.png"
     code = email_trace.main(
         [str(shop.state_dir), "--checkout", "--gateway", shop.url("gateway"), "--out", str(out)]
@@ -286,6 +291,9 @@ def test_the_picture_of_a_click_to_its_email(
     ) < rows.index(("notifications", "smtp send"))  # fmt: skip
     [mail] = [m for m in messages(maildir) if str(m["X-Shop-Traceparent"]).split("-")[1] == trace_id]
     assert "is confirmed" in str(mail["Subject"])
+    assert heartbeat.main([str(beat_file), "5"]) == 0  # the loop beats
+    log = (shop.state_dir / "logs" / "notifications-4.log").read_text()
+    assert '"consumer": "notifications-pod-a"' in log or '"consumer":"notifications-pod-a"' in log
     # without a trace that reached an e-mail: exit 2 and a message, no picture
     empty = tmp_path / "empty"
     (empty / "traces").mkdir(parents=True)
