@@ -18,13 +18,15 @@ SPAWN_RATE ?=
 REPLICAS ?=
 CLUSTER ?= chaos-shop
 KIND_CONTEXT := kind-$(CLUSTER)
+# the prometheus-adapter chart of `make kind-autoscaling` (adapter v0.12.0; deploy/prometheus-adapter/values.yaml)
+PROMETHEUS_ADAPTER_CHART := 4.11.0
 
 # $(call need,TOOL,INSTALL_URL): stop with a clear message when a kind tool is missing
 need = command -v $(1) >/dev/null 2>&1 || { echo "error: $(1) is not installed; see $(2) (docs/kind.md)" >&2; exit 1; }
 
 .DEFAULT_GOAL := help
 .PHONY: help setup up down status test test-fast lint load experiment slo-check slo-rules notebooks bench \
-        bench-smoke traces-ui cluster images deploy kind-load cluster-down clean
+        bench-smoke traces-ui cluster images deploy kind-autoscaling kind-load cluster-down clean
 
 help: ## show this help
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -102,6 +104,13 @@ deploy: ## kind: generate secrets/SLO rules/Grafana provisioning, apply the shop
 	kubectl --context $(KIND_CONTEXT) -n shop wait --for=condition=Available deployment --all --timeout=300s
 	kubectl --context $(KIND_CONTEXT) -n shop-observability wait --for=condition=Available deployment --all --timeout=300s
 	@echo "ready: gateway http://127.0.0.1:8080  Grafana http://127.0.0.1:3000  Prometheus http://127.0.0.1:9090  Jaeger http://127.0.0.1:16686"
+
+kind-autoscaling: ## kind: the metrics adapter the notifications HPA reads its backlog metric from (Helm)
+	@$(call need,helm,https://helm.sh/docs/intro/install/)
+	helm repo add prometheus-community https://prometheus-community.github.io/helm-charts --force-update
+	helm --kube-context $(KIND_CONTEXT) upgrade --install prometheus-adapter prometheus-community/prometheus-adapter \
+	  --version $(PROMETHEUS_ADAPTER_CHART) --namespace shop-observability -f deploy/prometheus-adapter/values.yaml --wait
+	kubectl --context $(KIND_CONTEXT) -n shop get hpa notifications
 
 kind-load: ## kind: one bounded load run inside the cluster (Job: steady, 10 users, 5 min), following its progress
 	kubectl --context $(KIND_CONTEXT) -n shop delete job load-generator --ignore-not-found

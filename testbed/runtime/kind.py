@@ -60,9 +60,11 @@ NAME_LABEL = "app.kubernetes.io/name"
 COMPONENT_LABEL = "app.kubernetes.io/component"
 SHOP_COMPONENT = "shop-service"
 
-# The Deployments `make deploy` creates (deploy/base, deploy/components/observability).
+# The Deployments `make deploy` creates (deploy/base, deploy/components/observability). The notifications
+# function's replicas belong to its HorizontalPodAutoscaler, so only its availability is checked.
+MAIL_SERVER = "mailserver"
 EXPECTED_DEPLOYMENTS: dict[str, tuple[str, ...]] = {
-    SHOP_NAMESPACE: (*SERVICE_NAMES, "faultd"),
+    SHOP_NAMESPACE: (*SERVICE_NAMES, topology.NOTIFICATIONS_FUNCTION, MAIL_SERVER, "faultd"),
     OBSERVABILITY_NAMESPACE: ("prometheus", "grafana", "jaeger", "loki"),
 }
 

@@ -107,7 +107,8 @@ def _deployment(
 
 def healthy_cluster() -> tuple[dict[str, list[dict[str, Any]]], dict[str, list[dict[str, Any]]]]:
     """(pods, deployments) of a cluster after `make deploy`: two pods per shop service, listed in an order
-    that is not their name order, plus faultd, PostgreSQL, the observability stack and a finished load Job."""
+    that is not their name order, plus the notifications function and its mail server, faultd, PostgreSQL,
+    the observability stack and a finished load Job."""
     shop: list[dict[str, Any]] = []
     for n, service in enumerate(SERVICE_NAMES):
         # "-zz..." before "-aa...": the replica index must come from the sorted names, not the listing order
@@ -116,6 +117,8 @@ def healthy_cluster() -> tuple[dict[str, list[dict[str, Any]]], dict[str, list[d
     shop += [
         _pod("faultd-6c8d5-k2p9x", "faultd", "shop", component="fault-controller", port=18000),
         _pod("postgres-0", "postgres", "shop", component="database", port=5432),
+        _pod("notifications-6b9f4-q8w2e", "notifications", "shop", component="function"),
+        _pod("mailserver-58c7d-m4n5p", "mailserver", "shop", component="mail-server", port=2525),
         _pod(
             "load-generator-x7t2q",
             "load-generator",
@@ -130,7 +133,12 @@ def healthy_cluster() -> tuple[dict[str, list[dict[str, Any]]], dict[str, list[d
         for name, port in (("prometheus", 9090), ("grafana", 3000), ("jaeger", 16686), ("loki", 3100))
     ]
     deployments = {
-        "shop": [*(_deployment(s, 2) for s in SERVICE_NAMES), _deployment("faultd", 1)],
+        "shop": [
+            *(_deployment(s, 2) for s in SERVICE_NAMES),
+            _deployment("notifications", 1),
+            _deployment("mailserver", 1),
+            _deployment("faultd", 1),
+        ],
         "shop-observability": [_deployment(n, 1) for n in ("prometheus", "grafana", "jaeger", "loki")],
     }
     return {"shop": shop, "shop-observability": observability}, deployments
