@@ -291,6 +291,16 @@ def test_the_picture_of_a_click_to_its_email(
     ) < rows.index(("notifications", "smtp send"))  # fmt: skip
     [mail] = [m for m in messages(maildir) if str(m["X-Shop-Traceparent"]).split("-")[1] == trace_id]
     assert "is confirmed" in str(mail["Subject"])
+    # a run folder's traces/spans.jsonl, written by the experiment's real collector, draws the same trace
+    from testbed.experiment import telemetry
+
+    run = tmp_path / "run"
+    spans_file = run / "traces" / "spans.jsonl"
+    files = telemetry.trace_files(shop.state_dir / "traces")
+    assert telemetry.collect_traces(files, {}, time.time() - 600, time.time() + 1, spans_file) > 0
+    from_run = email_trace.pick_trace(email_trace.load_spans(run), trace_id)
+    assert {s.span_id for s in from_run} == {s.span_id for s in spans}
+    assert email_trace.main([str(run), "--trace-id", trace_id, "--out", str(tmp_path / "run.png")]) == 0
     assert heartbeat.main([str(beat_file), "5"]) == 0  # the loop beats
     log = (shop.state_dir / "logs" / "notifications-4.log").read_text()
     assert '"consumer": "notifications-pod-a"' in log or '"consumer":"notifications-pod-a"' in log
