@@ -5,7 +5,10 @@ candidate sample, and the Hodges-Lehmann estimate of the shift (median of all pa
 candidate - baseline) with its distribution-free confidence interval. A metric is
   high / low  when the difference is significant AND the shift exceeds the tolerance,
   pass        otherwise,
-  nodata      when either sample has fewer than `min_samples` values.
+  nodata      when either sample has fewer than `min_samples` values, or the two are too small for the
+              test to ever reject at this confidence (the smallest two-sided p-value of the exact test
+              for sizes n and m is 2 / C(n + m, n): 3 against 5 slices can never go below 0.036, so at
+              98 % confidence such a comparison could only ever "pass" - that would be a silent pass).
 A metric has a failing direction ("decrease" for an SLI: lower is worse; "increase" for a latency or an
 error ratio; "either"); a significant move the other way counts as a pass, as in Kayenta.
 
@@ -85,6 +88,14 @@ def shift_interval(baseline: Sample, candidate: Sample, confidence: float) -> tu
     return float(diffs[k]), float(diffs[len(diffs) - 1 - k])
 
 
+def can_reject(n_baseline: int, n_candidate: int, confidence: float) -> bool:
+    """Whether a two-sided Mann-Whitney test of these sample sizes can reach significance at all: its
+    smallest attainable p-value (complete separation, no ties) is 2 / C(n + m, n)."""
+    if n_baseline < 1 or n_candidate < 1:
+        return False
+    return 2.0 / math.comb(n_baseline + n_candidate, n_baseline) < 1.0 - confidence
+
+
 def compare_metric(
     name: str,
     baseline: Sample,
@@ -104,7 +115,7 @@ def compare_metric(
     x, y = _clean(baseline), _clean(candidate)
     med_x = float(np.median(x)) if len(x) else None
     med_y = float(np.median(y)) if len(y) else None
-    if len(x) < min_samples or len(y) < min_samples:
+    if len(x) < min_samples or len(y) < min_samples or not can_reject(len(x), len(y), confidence):
         return MetricComparison(
             name,
             group,

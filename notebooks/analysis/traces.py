@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from testbed.report.traces import group_traces, phase_at
+from testbed.report.traces import group_traces, phase_at, root_of
 from testbed.runfolder import Phase, SpanRecord
 
 SPAN_COLUMNS = ["trace_id", "span_id", "parent_id", "service", "instance", "name", "kind", "peer", "route",
@@ -102,13 +102,6 @@ class _Clipped:
     span: SpanRecord
     start_ns: int
     end_ns: int
-
-
-def root_of(spans: Sequence[SpanRecord]) -> SpanRecord | None:
-    """The trace's root: a span whose parent is not in the trace (the longest if several)."""
-    ids = {s.span_id for s in spans}
-    roots = [s for s in spans if s.parent_id is None or s.parent_id not in ids]
-    return max(roots, key=lambda s: (s.end_ns - s.start_ns, -s.start_ns), default=None)
 
 
 def critical_path(spans: Sequence[SpanRecord]) -> list[Section]:

@@ -81,6 +81,20 @@ def test_slowest_traces_are_ordered_and_placed_in_their_phase() -> None:
     assert views[1].phase is None
 
 
+def test_a_checkout_is_as_slow_as_its_request_not_as_its_later_email() -> None:
+    """The e-mail spans continue the checkout's trace seconds later (through the outbox): the ranking and
+    the shown duration are the root request's, while the waterfall still holds the e-mail's spans."""
+    spans = [
+        _span("checkout", "root", None, 1_000, 1_200),
+        _span("checkout", "mail", "root", 1_150, 9_000, "notifications"),
+        _span("browse", "b", None, 2_000, 2_900),
+    ]
+    views = slowest_traces(spans, [], count=2)
+    assert [v.trace_id for v in views] == ["browse", "checkout"]
+    assert views[1].duration_ms == pytest.approx(200.0) and views[1].span_count == 2
+    assert [r.service for r in views[1].rows] == ["gateway", "notifications"]
+
+
 def test_ratio_matches_times_and_counts_a_missing_numerator_as_zero() -> None:
     t = np.array([1.0, 2.0, 3.0])
     total = {"browse": (t, np.array([10.0, 0.0, 4.0])), "cart": (t, np.array([2.0, 2.0, 2.0]))}

@@ -119,7 +119,9 @@ def test_make_notebooks_executes_every_notebook(real_run: Path) -> None:
 @pytest.mark.stack
 @pytest.mark.timeout(600)
 def test_parameters_are_injected_and_a_run_compares_with_another(real_run: Path, tmp_path: Path) -> None:
-    """The run against itself as OTHER_RUN: the run-versus-run section must find no difference at all."""
+    """The run against itself as OTHER_RUN: the run-versus-run section must find no difference at all,
+    and print the score and verdict slo.compare gives (PASS, or FAIL when a critical SLO's fault phase
+    has too few slices with events to decide: slo/stats.py's no-data rule, never a silent pass)."""
     out = tmp_path / "02-compare.ipynb"
     executed = execute(
         REPO / "notebooks" / "02-compare.ipynb", real_run, out, 300, {"OTHER_RUN": str(real_run)}
@@ -128,7 +130,18 @@ def test_parameters_are_injected_and_a_run_compares_with_another(real_run: Path,
     assert "injected-parameters" in executed.cells[2].metadata["tags"]
     text = "".join(_text(o) for _, o in _outputs(executed))
     assert f"baseline: {real_run.name} [fault]  →  candidate: {real_run.name} [fault]" in text
-    assert "SLOs: score 100 → PASS" in text
+    from notebooks.analysis import compare
+    from notebooks.analysis.run import open_run
+    from slo.spec import load_slos
+
+    run = open_run(real_run)
+    fault = run.phase("fault")
+    assert fault is not None
+    table, report = compare.slo_comparison(load_slos(), (run.slo_source(), fault), (run.slo_source(), fault))
+    assert not table["classification"].isin(["high", "low"]).any(), table
+    assert f"SLOs: score {report.result.score:.0f} → {report.result.verdict.upper()}" in text
+    if report.result.verdict != "pass":
+        assert set(table[table["failed"]]["classification"]) == {"nodata"}, table
 
 
 @pytest.mark.stack

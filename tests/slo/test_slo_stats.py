@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from scipy import stats as sps
 
-from slo.stats import compare_metric, hodges_lehmann, score, shift_interval
+from slo.stats import can_reject, compare_metric, hodges_lehmann, score, shift_interval
 
 
 def test_hodges_lehmann_by_hand() -> None:
@@ -63,6 +63,21 @@ def test_too_few_samples_is_nodata() -> None:
     assert c.classification == "nodata" and c.failed
     nan_only = compare_metric("x", [np.nan] * 5, [1.0] * 5)
     assert nan_only.classification == "nodata"
+
+
+def test_samples_too_small_to_ever_reject_are_nodata_not_a_pass() -> None:
+    """3 slices against 5, perfectly separated (the fault took every checkout): the exact two-sided test's
+    best p-value is 2 / C(8, 3) = 0.036, so at 98 % confidence it could only ever say "pass". Such a
+    comparison is no data (and fails), never a silent pass; one slice more on each side can decide."""
+    assert not can_reject(3, 5, 0.98) and not can_reject(4, 4, 0.98) and not can_reject(0, 9, 0.98)
+    assert can_reject(4, 5, 0.98) and can_reject(3, 7, 0.98) and can_reject(3, 5, 0.95)
+    too_few = compare_metric("x", [1.0] * 3, [0.0] * 5, direction="decrease")
+    assert too_few.classification == "nodata" and too_few.failed
+    decided = compare_metric("x", [1.0] * 4, [0.0] * 5, direction="decrease")
+    assert decided.classification == "low" and decided.failed
+    for n, m in [(3, 5), (4, 4), (4, 5), (3, 7), (5, 5)]:  # the bound is the exact test's own minimum
+        exact = sps.mannwhitneyu(np.arange(n) + 100, np.arange(m), alternative="two-sided", method="exact")
+        assert can_reject(n, m, 0.98) == (exact.pvalue < 0.02), (n, m, exact.pvalue)
 
 
 def _metric(name: str, group: str, cls: str, critical: bool = False):
