@@ -180,7 +180,8 @@ def latency(data: ReportData) -> str:
         )
         ax.set_ylabel("ms")
         ax.set_ylim(bottom=0)
-        ax.legend(fontsize=6, loc="upper left")
+        if ax.get_legend_handles_labels()[0]:  # a journey without requests in the run has no lines
+            ax.legend(fontsize=6, loc="upper left")
     fig.suptitle("Latency percentiles per journey", fontsize=10, x=0.01, ha="left")
     fig.subplots_adjust(left=0.07, right=0.98, top=0.9, bottom=0.09, hspace=0.3, wspace=0.15)
     if not drawn:
