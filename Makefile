@@ -53,7 +53,7 @@ status: ## show every process, its health and URL
 	$(TESTBED) status
 
 test: ## run the test suite (real processes, real Prometheus, real Locust and chaos run)
-	$(BIN)/pytest
+	$(BIN)/pytest --durations=25  # the slowest tests and their times end the log (CI keeps under 30 min)
 
 test-fast: ## the tests that need no stack, for the edit-test loop (about a minute): pytest -m "not stack and not slow"
 	$(BIN)/pytest -m "not stack and not slow"
