@@ -40,8 +40,13 @@ def test_hadolint_finds_nothing() -> None:
 
 
 def test_base_images_pinned_to_a_patch_version(dockerfile: DockerfileParser) -> None:
-    bases = [i["value"].split()[0] for i in dockerfile.structure if i["instruction"] == "FROM"]
-    assert bases, "no FROM"
+    """Both stages are FROM the BASE_IMAGE build argument, whose default is the pinned official image
+    (tests/deploy/test_image_build.py builds on a debootstrap base through that argument)."""
+    froms = [i["value"].split()[0] for i in dockerfile.structure if i["instruction"] == "FROM"]
+    assert froms and set(froms) == {"${BASE_IMAGE}"}, f"FROM {froms}: every stage FROM ${{BASE_IMAGE}}"
+    args = [i["value"] for i in dockerfile.structure if i["instruction"] == "ARG"]
+    assert [a for a in args if a.startswith("BASE_IMAGE=")], "ARG BASE_IMAGE=<default> before the first FROM"
+    bases = dockerfile.parent_images  # the FROMs with the ARG defaults filled in
     for base in bases:
         assert re.fullmatch(r"python:3\.11\.\d+-slim-[a-z]+(@sha256:[0-9a-f]{64})?", base), (
             f"base image {base} must be python:3.11.<patch>-slim-<debian release>"
