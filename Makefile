@@ -93,7 +93,7 @@ cluster: ## kind: create the cluster from kind-config.yaml (1 control plane, 2 w
 
 images: ## kind: build the one shop image (deploy/Dockerfile) and load it into the cluster
 	@$(call need,docker,https://docs.docker.com/engine/install/)
-	docker build -t chaos-shop:0.1.0 -f deploy/Dockerfile .
+	DOCKER_BUILDKIT=1 docker build -t chaos-shop:0.1.0 -f deploy/Dockerfile .
 	kind load docker-image chaos-shop:0.1.0 --name $(CLUSTER)
 
 deploy: ## kind: generate secrets/SLO rules/Grafana provisioning, apply the shop and observability, wait until ready
