@@ -10,8 +10,9 @@ Kustomize cannot compute anything, and some inputs of the deployment are compute
 * deploy/generated/observability/   the SLO rules (generated from slo/specs by slo.rules, the same
                                      generator as `testbed slo rules`), Grafana's provisioning taken from
                                      dashboards/ with the datasource URLs pointed at the in-cluster
-                                     Services, every dashboard JSON, and the token Prometheus uses to
-                                     scrape the fault controller.
+                                     Services, every dashboard JSON, the token Prometheus uses to
+                                     scrape the fault controller, and the alert webhook's receiver
+                                     (testbed/runtime/alertsink.py, run from the shop image).
 
 Each folder is a kustomize Component that the overlays include. The folder is git-ignored; secret
 files are mode 0600. Errors name the file and field and exit 2; nothing half-written is left for
@@ -53,6 +54,9 @@ IN_CLUSTER_URLS: dict[str, str] = {
     "jaeger": f"http://jaeger.{OBSERVABILITY_NAMESPACE}.svc:{JAEGER_UI_PORT}",
 }
 GRAFANA_URL = f"http://127.0.0.1:{GRAFANA_PORT}"  # the host port of kind-config.yaml
+# The receiver of Alertmanager's pages on kind is the local stack's (deploy/components/observability/
+# alert-webhook.yaml runs it from the shop image): one file, standard library and sample_shop only.
+ALERT_WEBHOOK_SOURCE = REPO_ROOT / "testbed" / "runtime" / "alertsink.py"
 
 ADMIN_TOKEN_FILE = "admin-token"
 _CONFIGMAP_KEY = re.compile(r"[-._a-zA-Z0-9]+")
@@ -175,7 +179,8 @@ def observability_kustomization(
     provider_files: Sequence[str],
     dashboard_files: Sequence[str],
 ) -> dict[str, Any]:
-    """The observability component: rules, Grafana provisioning and dashboards, and two Secrets."""
+    """The observability component: rules, Grafana provisioning and dashboards, the alert webhook's
+    receiver, and two Secrets."""
     ns = OBSERVABILITY_NAMESPACE
     return {
         **_COMPONENT_HEADER,
@@ -184,6 +189,7 @@ def observability_kustomization(
             _generator("grafana-datasources", ns, [f"datasources/{f}" for f in datasource_files]),
             _generator("grafana-dashboard-providers", ns, [f"providers/{f}" for f in provider_files]),
             _generator("grafana-dashboards", ns, [f"dashboards/{f}" for f in dashboard_files]),
+            _generator("alert-webhook-receiver", ns, [f"alert-webhook/{ALERT_WEBHOOK_SOURCE.name}"]),
         ],
         "secretGenerator": [
             _generator("prometheus-shop-token", ns, [f"token=secrets/{ADMIN_TOKEN_FILE}"]),
@@ -334,6 +340,9 @@ def _assemble_observability(
                 raise AssembleError(f"{path}:{exc.lineno}: not valid JSON ({exc.msg})") from exc
             shutil.copyfile(path, building / "dashboards" / path.name)
         report.dashboards = [p.name for p in dashboards]
+
+        (building / "alert-webhook").mkdir()
+        shutil.copyfile(ALERT_WEBHOOK_SOURCE, building / "alert-webhook" / ALERT_WEBHOOK_SOURCE.name)
 
         # Prometheus scrapes the fault controller with the same token the shop's secrets hold.
         token = (out / "shop" / "secrets" / ADMIN_TOKEN_FILE).read_text()

@@ -3,7 +3,12 @@
 Every notification Alertmanager POSTs to /alerts is appended to F as one JSON line
 `{"received": ISO time, "received_unix": seconds, "notification": <Alertmanager's webhook payload>}`, so a
 run can tell when a page was delivered, not only when a rule fired. Standard library only (it is one more
-resident process of the stack, so it stays small); loopback only; demands the stack's bearer token."""
+resident process of the stack, so it stays small); loopback only locally; demands the stack's bearer token.
+
+On kind the same file runs in the shop image as the `alert-webhook` pod (deploy/components/observability/
+alert-webhook.yaml; `python -m deploy.assemble` puts it in a ConfigMap): there it listens on the pod's
+address (--host 0.0.0.0) and a NetworkPolicy, not a token, admits only Alertmanager. So it imports nothing
+beyond the standard library and what the image ships (sample_shop)."""
 
 from __future__ import annotations
 
@@ -88,13 +93,18 @@ def main(argv: list[str] | None = None) -> int:
         prog="python -m testbed.runtime.alertsink",
         description="Record Alertmanager's webhook notifications as JSON lines (started by `testbed up`).",
     )
-    parser.add_argument("--port", type=int, required=True, help="loopback port to listen on")
+    parser.add_argument("--port", type=int, required=True, help="port to listen on")
+    parser.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="address to listen on: loopback locally; 0.0.0.0 in the kind pod (alert-webhook.yaml)",
+    )
     parser.add_argument("--out", type=Path, required=True, help="JSON lines file the notifications go to")
     parser.add_argument("--token-file", type=Path, default=None, help="bearer token the sender must show")
     args = parser.parse_args(argv)
     token = args.token_file.read_text().strip() if args.token_file else None
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    server = ThreadingHTTPServer(("127.0.0.1", args.port), make_handler(args.out, token))
+    server = ThreadingHTTPServer((args.host, args.port), make_handler(args.out, token))
     try:
         server.serve_forever()
     except KeyboardInterrupt:

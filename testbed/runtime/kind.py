@@ -65,7 +65,7 @@ SHOP_COMPONENT = "shop-service"
 MAIL_SERVER = "mailserver"
 EXPECTED_DEPLOYMENTS: dict[str, tuple[str, ...]] = {
     SHOP_NAMESPACE: (*SERVICE_NAMES, topology.NOTIFICATIONS_FUNCTION, MAIL_SERVER, "faultd"),
-    OBSERVABILITY_NAMESPACE: ("prometheus", "grafana", "jaeger", "loki"),
+    OBSERVABILITY_NAMESPACE: ("prometheus", "alertmanager", "alert-webhook", "grafana", "jaeger", "loki"),
 }
 
 REPO_ROOT = Path(__file__).resolve().parents[2]

@@ -2,20 +2,24 @@
 the same labels as the local stack's generated configuration (testbed/runtime/prometheus.py), selects
 exactly the pods that serve those metrics, loads the generated SLO rules, and passes `promtool check
 config`; Grafana is provisioned with the datasources of topology.DATASOURCE_UIDS and every dashboard of
-dashboards/; Promtail pushes to the Loki Service."""
+dashboards/; Promtail pushes to the Loki Service; Prometheus sends its alerts to the Alertmanager Service,
+whose config passes `amtool check-config` and routes the SLO rules' pages to the alert webhook, the
+testbed's own receiver (testbed/runtime/alertsink.py, unchanged) that only Alertmanager may reach."""
 
 from __future__ import annotations
 
+import ast
 import json
 import re
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 from deploy_support import REPO, all_objects, kind_objects, require_tool
-from k8s_walk import containers, find, of_kind, pod_labels, pod_spec, workloads
+from k8s_walk import container_port, containers, find, of_kind, pod_labels, pod_spec, selects, workloads
 
 from sample_shop.basics import prom_duration
 from sample_shop.topology import (
@@ -25,6 +29,8 @@ from sample_shop.topology import (
     SCRAPE_INTERVAL_S,
     SERVICES,
 )
+from slo.promql import ALERT_NAME
+from testbed.runtime import alertsink
 from testbed.runtime.prometheus import RULE_FILE_GLOB, ScrapeTarget, prometheus_config
 
 OBS = "shop-observability"
@@ -265,3 +271,123 @@ def test_promtail_ships_shop_logs_to_the_loki_service() -> None:
     assert loki_config["limits_config"]["allow_structured_metadata"] is True, (
         "promtail sends trace_id as metadata"
     )
+
+
+# ---- alerting: Prometheus -> Alertmanager -> the alert webhook ------------------------------------------
+
+
+def _service_backend(url_host: str, port: int) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(Deployment, container) behind `<service>.<namespace>.svc:<port>`, through the Service's selector
+    and target port (a port name resolved in the container)."""
+    match = re.fullmatch(r"([a-z-]+)\.([a-z-]+)\.svc", url_host)
+    assert match, f"{url_host} is not an in-cluster Service name"
+    service = find(kind_objects(), "Service", match.group(1), match.group(2))
+    (service_port,) = [p for p in service["spec"]["ports"] if p["port"] == port]
+    backends = [
+        w
+        for w in of_kind(kind_objects(), "Deployment")
+        if w["metadata"]["namespace"] == match.group(2)
+        and selects(service["spec"]["selector"], pod_labels(w))
+    ]
+    assert len(backends) == 1, f"Service {url_host} selects {[b['metadata']['name'] for b in backends]}"
+    (container,) = [
+        c for c in containers(backends[0]) if service_port["targetPort"] in {p["name"] for p in c["ports"]}
+    ]
+    return backends[0], container
+
+
+def _alertmanager_yml() -> dict[str, Any]:
+    return yaml.safe_load(configmap_file(kind_objects(), "alertmanager-config", "alertmanager.yml"))
+
+
+def test_prometheus_sends_its_alerts_to_the_alertmanager_service(prometheus_yml: dict[str, Any]) -> None:
+    (alertmanagers,) = prometheus_yml["alerting"]["alertmanagers"]
+    (static,) = alertmanagers["static_configs"]
+    (target,) = static["targets"]
+    host, _, port = target.rpartition(":")
+    deployment, container = _service_backend(host, int(port))
+    assert deployment["metadata"]["name"] == "alertmanager"
+    listen = next(a for a in container["args"] if a.startswith("--web.listen-address="))
+    assert listen.endswith(f":{container_port(container, 'http')}"), listen
+    volumes = {v["name"]: v for v in pod_spec(deployment)["volumes"]}
+    config_arg = next(a for a in container["args"] if a.startswith("--config.file="))
+    (mount,) = [m for m in container["volumeMounts"] if m["mountPath"] == config_arg.split("=", 1)[1]]
+    config_map = configmap(kind_objects(), "alertmanager-config")
+    assert volumes[mount["name"]]["configMap"]["name"] == config_map["metadata"]["name"]
+    assert mount["subPath"] in config_map["data"]
+
+
+def test_alertmanager_config_is_valid_and_routes_pages_to_the_webhook(tmp_path: Path) -> None:
+    """amtool (Debian's prometheus-alertmanager) checks the rendered config and routes the labels the
+    generated SLO rules put on their alerts: pages to the webhook, tickets to the receiver that delivers
+    nothing."""
+    amtool = require_tool("amtool")
+    config = tmp_path / "alertmanager.yml"
+    config.write_text(configmap_file(kind_objects(), "alertmanager-config", "alertmanager.yml"))
+    checked = subprocess.run(
+        [amtool, "check-config", str(config)], capture_output=True, text=True, timeout=60
+    )
+    assert checked.returncode == 0 and "SUCCESS" in checked.stdout, checked.stdout + checked.stderr
+    rules = configmap(kind_objects(), "prometheus-slo-rules")["data"]
+    alerts = [
+        rule
+        for text in rules.values()
+        for group in yaml.safe_load(text)["groups"]
+        for rule in group["rules"]
+        if "alert" in rule
+    ]
+    severities = {(a["alert"], a["labels"]["severity"]) for a in alerts}
+    assert severities == {(ALERT_NAME, "page"), (ALERT_NAME, "ticket")}, severities
+    receivers = {r["name"]: r for r in _alertmanager_yml()["receivers"]}
+    one_of_each = {a["labels"]["severity"]: a for a in alerts}.values()
+    for alert in one_of_each:
+        labels = [f"{k}={v}" for k, v in {"alertname": alert["alert"], **alert["labels"]}.items()]
+        routed = subprocess.run(
+            [amtool, "config", "routes", "test", f"--config.file={config}", *labels],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert routed.returncode == 0, routed.stdout + routed.stderr
+        (receiver,) = routed.stdout.split()
+        if alert["labels"]["severity"] == "page":
+            assert receivers[receiver].get("webhook_configs"), f"{labels}: routed to {receiver}"
+        else:
+            assert not receivers[receiver].get("webhook_configs"), f"a ticket is delivered by {receiver}"
+
+
+def test_the_webhook_is_the_testbeds_receiver_listening_where_alertmanager_sends() -> None:
+    page_receivers = [r for r in _alertmanager_yml()["receivers"] if r.get("webhook_configs")]
+    (webhook,) = [w for r in page_receivers for w in r["webhook_configs"]]
+    url = re.fullmatch(r"http://([a-z.-]+):(\d+)(/[a-z]+)", webhook["url"])
+    assert url and url.group(3) == alertsink.WEBHOOK_PATH, webhook["url"]
+    deployment, container = _service_backend(url.group(1), int(url.group(2)))
+    command = container["command"]
+    assert f"--port={container_port(container, 'http')}" in command and "--host=0.0.0.0" in command
+    assert container["image"].startswith("chaos-shop:"), "runs from the shop image (it imports sample_shop)"
+    # the receiver is the local stack's, unchanged, from the ConfigMap assemble generates
+    script = Path(command[1])
+    volumes = {v["name"]: v for v in pod_spec(deployment)["volumes"]}
+    (mount,) = [m for m in container["volumeMounts"] if m["mountPath"] == str(script.parent)]
+    receiver = configmap(kind_objects(), "alert-webhook-receiver")
+    assert volumes[mount["name"]]["configMap"]["name"] == receiver["metadata"]["name"]
+    source = REPO / "testbed" / "runtime" / "alertsink.py"
+    assert receiver["data"][script.name] == source.read_text()
+    # what it imports, the image has: the standard library and sample_shop
+    for node in ast.walk(ast.parse(source.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            top = node.module.split(".")[0]
+            assert top in sys.stdlib_module_names | {"__future__", "sample_shop"}, node.module
+        elif isinstance(node, ast.Import):
+            assert all(a.name.split(".")[0] in sys.stdlib_module_names for a in node.names)
+    # only Alertmanager may deliver to it
+    (policy,) = [
+        p
+        for p in of_kind(kind_objects(), "NetworkPolicy")
+        if selects(p["spec"]["podSelector"]["matchLabels"], pod_labels(deployment))
+    ]
+    (ingress,) = policy["spec"]["ingress"]
+    (peer,) = ingress["from"]
+    alertmanager = find(kind_objects(), "Deployment", "alertmanager", OBS)
+    assert selects(peer["podSelector"]["matchLabels"], pod_labels(alertmanager))
+    assert [p["port"] for p in ingress["ports"]] == [container_port(container, "http")]

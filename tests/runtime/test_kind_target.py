@@ -43,6 +43,15 @@ from testbed.runtime.kind import (
 
 CONTEXT = "kind-chaos-shop"
 GATEWAY, CONTROL, PROMETHEUS = 8080, 18000, 9090
+# the Deployments of shop-observability (deploy/components/observability) and their pods' ports
+OBSERVABILITY_PODS = (
+    ("prometheus", 9090),
+    ("alertmanager", 9093),
+    ("alert-webhook", 9097),
+    ("grafana", 3000),
+    ("jaeger", 16686),
+    ("loki", 3100),
+)
 
 
 # ---- the fake cluster's objects ----------------------------------------------------------------------
@@ -130,7 +139,7 @@ def healthy_cluster() -> tuple[dict[str, list[dict[str, Any]]], dict[str, list[d
     ]
     observability = [
         _pod(f"{name}-5f6b7-abcde", name, "shop-observability", component="observability", port=port)
-        for name, port in (("prometheus", 9090), ("grafana", 3000), ("jaeger", 16686), ("loki", 3100))
+        for name, port in OBSERVABILITY_PODS
     ]
     deployments = {
         "shop": [
@@ -139,7 +148,7 @@ def healthy_cluster() -> tuple[dict[str, list[dict[str, Any]]], dict[str, list[d
             _deployment("mailserver", 1),
             _deployment("faultd", 1),
         ],
-        "shop-observability": [_deployment(n, 1) for n in ("prometheus", "grafana", "jaeger", "loki")],
+        "shop-observability": [_deployment(n, 1) for n, _ in OBSERVABILITY_PODS],
     }
     return {"shop": shop, "shop-observability": observability}, deployments
 
