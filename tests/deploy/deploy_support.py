@@ -3,7 +3,8 @@
 Plain cached functions rather than conftest fixtures: a conftest.py here would be imported as the
 module `conftest` and shadow the suite's root conftest for the directories collected after it.
 
-Nothing here needs a cluster (this machine cannot run Docker or kind). The fixtures do what
+Nothing here needs a cluster (this machine cannot run kind; the image itself is built and run by
+test_image_build.py with docker_support.py). The fixtures do what
 `make deploy` does up to the apply: copy deploy/ to a temporary folder, run the real
 `deploy.assemble` into it (secrets, SLO rules from slo/specs, Grafana provisioning from dashboards/),
 and render every overlay with the real `kubectl kustomize`.
