@@ -60,6 +60,7 @@ SYSTEM_PARTS = ("docker", "debootstrap")  # names in scripts/system-packages.txt
 IMAGE_PORT_SHIFT = 4000  # clear of the session stack (+0), spare stacks (+50) and tests/shop (+3000)
 CONTAINER_STATE_DIR = Path("/var/lib/shop")  # the image's SHOP_STATE_DIR; a tmpfs in each container
 SHOP_UID = 10001
+CONTAINERD_NAMESPACE = "chaos-shop-image-test"
 
 
 class DockerUnavailable(RuntimeError):
@@ -285,6 +286,10 @@ class DockerDaemon:
             "--bridge=none",
             "--iptables=false",
             "--ip6tables=false",
+            # where a system containerd runs, dockerd uses it instead of starting its own: namespaces of
+            # its own keep it apart from the system dockerd's containers ("moby")
+            f"--containerd-namespace={CONTAINERD_NAMESPACE}",
+            f"--containerd-plugins-namespace={CONTAINERD_NAMESPACE}-plugins",
         ]
         with self.log.open("wb") as log:
             self.process = subprocess.Popen(
@@ -463,6 +468,31 @@ class ShopContainers:
                 "-m",
                 f"sample_shop.{service}",
             )
+
+    def start_alert_webhook(self, command: list[str], script: Path, port: int) -> str:
+        """The kind pod's alert webhook (alert-webhook.yaml's command) from the image, on loopback: the
+        manifest's --host and --port are replaced (host network here, the pod's own address there)."""
+        args = [a for a in command if not a.startswith(("--host=", "--port="))]
+        name = self.container("alert-webhook")
+        self.daemon.containers.append(name)
+        out = next(a.split("=", 1)[1] for a in command if a.startswith("--out="))
+        self.daemon.docker(
+            "run",
+            "--detach",
+            f"--name={name}",
+            "--network=host",
+            "--read-only",
+            "--tmpfs=/tmp",
+            f"--tmpfs={Path(out).parent}",
+            f"--volume={script}:{command[1]}:ro",
+            "--security-opt=no-new-privileges",
+            "--cap-drop=ALL",
+            self.image,
+            *args,
+            "--host=127.0.0.1",
+            f"--port={port}",
+        )
+        return name
 
     def state(self, service: str) -> str:
         done = self.daemon.docker("inspect", "--format", "{{.State.Status}}", self.container(service))

@@ -2,7 +2,8 @@
 debootstrap (Docker Hub cannot be reached here), the shop image built on it, the uid and read-only root
 checked, the seven services started from it as containers on the host network (loopback ports shifted
 by TESTBED_PORT_OFFSET + 4000), one journey (register, login, cart, checkout) through the containerised
-gateway, and every container's /readyz and /metrics. Helpers: docker_support.py.
+gateway, every container's /readyz and /metrics, and the kind alert webhook's command run from the
+image. Helpers: docker_support.py.
 
 Needs root (dockerd, debootstrap) and the system packages docker.io and debootstrap (`make setup`).
 Without them the test fails with that advice, as the tests that need Prometheus do: CI must not go
@@ -18,6 +19,7 @@ Time on the 2-core development machine (load average 2-4 from other work), print
 
 from __future__ import annotations
 
+import json
 import os
 import time
 import uuid
@@ -25,9 +27,11 @@ from pathlib import Path
 
 import httpx
 import pytest
+import yaml
 from docker_support import (
     BASE_IMAGE,
     CONTAINER_STATE_DIR,
+    REPO,
     SHOP_IMAGE,
     SHOP_UID,
     DockerDaemon,
@@ -42,6 +46,7 @@ from docker_support import (
 from sample_shop.topology import HTTP_REQUESTS, SERVICE_NAMES
 
 CARD = {"number": "4242424242424242", "expiry": "12/39", "cvc": "123"}
+WEBHOOK_MANIFEST = REPO / "deploy" / "components" / "observability" / "alert-webhook.yaml"
 HOST_CA_BUNDLE = Path(os.environ.get("SSL_CERT_FILE") or "/etc/ssl/certs/ca-certificates.crt")
 
 # Inside the image, as the unprivileged user, on a read-only root with a tmpfs /tmp: who am I, can I write
@@ -123,6 +128,38 @@ def _check_identity(daemon: DockerDaemon) -> None:
     assert version.startswith("3.11."), version
 
 
+def _check_alert_webhook(shop: ShopContainers) -> None:
+    """The kind alert webhook's command (alert-webhook.yaml) runs from the image, read-only, and records
+    a page in Alertmanager's webhook format where the pod keeps it."""
+    (deployment,) = [d for d in yaml.safe_load_all(WEBHOOK_MANIFEST.read_text()) if d["kind"] == "Deployment"]
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    command: list[str] = container["command"]
+    port = shop.ports.alert_webhook
+    name = shop.start_alert_webhook(command, REPO / "testbed" / "runtime" / "alertsink.py", port)
+    page = {
+        "version": "4",
+        "status": "firing",
+        "receiver": "burn-rate-pages",
+        "alerts": [{"status": "firing", "labels": {"alertname": "SLOErrorBudgetBurn", "severity": "page"}}],
+    }
+    deadline = time.monotonic() + 30
+    with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=5.0) as http:
+        while True:
+            try:
+                if http.get("/healthz").status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert shop.state("alert-webhook") == "running", shop.logs("alert-webhook")
+            assert time.monotonic() < deadline, f"alert webhook not up:\n{shop.logs('alert-webhook')}"
+            time.sleep(0.3)
+        recorded = http.post("/alerts", json=page)
+        assert recorded.status_code == 200, recorded.text
+    out = next(a.split("=", 1)[1] for a in command if a.startswith("--out="))
+    lines = shop.daemon.docker("exec", name, "cat", out).stdout.splitlines()
+    assert [json.loads(line)["notification"] for line in lines] == [page]
+
+
 @pytest.mark.slow
 @pytest.mark.timeout(900)
 def test_the_image_builds_on_a_debootstrap_base_and_serves_a_checkout(
@@ -180,6 +217,8 @@ def _build_and_run(tools: Tools, tmp_path: Path, timings: Timings) -> None:
         assert "orders.db" in listing.stdout, listing.stdout
         assert order["card_last4"] == "4242"
         timings.step("readyz and metrics")
+        _check_alert_webhook(shop)
+        timings.step("alert webhook")
     timings.step("cleanup")
     assert not daemon.leftover_processes(), "processes of the test's dockerd still run"
     assert not daemon.root.exists(), f"{daemon.root} is left behind"
