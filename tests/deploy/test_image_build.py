@@ -9,12 +9,11 @@ Needs root (dockerd, debootstrap) and the system packages docker.io and debootst
 Without them the test fails with that advice, as the tests that need Prometheus do: CI must not go
 green by skipping it.
 
-Time on the 2-core development machine (load average 2-4 from other work), printed by the test as
-`image test: ...` (docs/kind.md, "What was run for real"):
-- cold (empty ~/.cache/chaos-shop/image-test): about 100 s - debootstrap 49 s, build 39 s (pip from
-  PyPI), containers ready and the journey about 10 s;
-- warm (the debootstrap base cached): about 55 s - the build is most of it; dockerd starts with an empty
-  data root every time, so pip downloads the image's dependencies every time.
+Time on the 2-core development machine (shared; table in docs/kind.md), printed by the test as
+`image test: ...`: cold (empty ~/.cache/chaos-shop/image-test) 121 s at load average 3-8 (debootstrap
+43 s, build 36 s), 192 s at load 7-8; warm (the debootstrap base cached) 53 s at load 4, 82 s at load
+5-9. The build is most of the warm path: dockerd starts with an empty data root every time, so pip
+downloads the image's dependencies from PyPI every time.
 """
 
 from __future__ import annotations
