@@ -11,9 +11,9 @@ green by skipping it.
 
 Time on the 2-core development machine (shared; table in docs/kind.md), printed by the test as
 `image test: ...`: cold (empty ~/.cache/chaos-shop/image-test) 121 s at load average 3-8 (debootstrap
-43 s, build 36 s), 192 s at load 7-8; warm (the debootstrap base cached) 53 s at load 4, 82 s at load
-5-9. The build is most of the warm path: dockerd starts with an empty data root every time, so pip
-downloads the image's dependencies from PyPI every time.
+43 s, build 36 s), 192 s at load 7-8; warm (the debootstrap base cached) 47 s at load 2-3, 53 s at
+load 4, 82 s at load 5-9. The build is most of the warm path: dockerd starts with an empty data root
+every time, so pip downloads the image's dependencies from PyPI every time.
 """
 
 from __future__ import annotations
