@@ -138,5 +138,12 @@ def test_an_alert_reaches_the_receiver_through_the_real_alertmanager(stack: Stac
 
     # group_wait 1 s, then one HTTP POST: well within 15 s even on a busy machine
     wait_until(delivered, timeout=15, interval=0.3, message="Alertmanager to deliver the probe alert")
-    am = httpx.get(f"{stack.prometheus_url}/api/v1/alertmanagers", timeout=10).json()["data"]
-    assert [a["url"] for a in am["activeAlertmanagers"]] == [f"{stack.alertmanager_url}/api/v2/alerts"]
+    # Prometheus discovers its Alertmanager on its own schedule after start: wait for it, then compare
+    wanted = [f"{stack.alertmanager_url}/api/v2/alerts"]
+
+    def active() -> list[str]:
+        am = httpx.get(f"{stack.prometheus_url}/api/v1/alertmanagers", timeout=10).json()["data"]
+        return [a["url"] for a in am["activeAlertmanagers"]]
+
+    wait_until(lambda: active() == wanted, timeout=20, interval=0.5, message="Prometheus to see Alertmanager")
+    assert active() == wanted
