@@ -308,3 +308,25 @@ def test_other_latency_thresholds(run: RunData, requests: pd.DataFrame) -> None:
     totals = grid[grid["threshold_s"] == 0.1].set_index("window")["total"]
     counts = requests[requests["slo_journey"] == "checkout"]["phase"].value_counts()
     assert totals.to_dict() == {p: int(counts.get(p, 0)) for p in totals.index}
+
+
+def test_the_breaker_run_folder_holds_its_delivered_pages_and_the_time_to_page(run: RunData) -> None:
+    """payment-latency-breaker (the default experiment) breaks checkout availability: its run folder holds
+    alerts.jsonl with the pages Alertmanager delivered to the testbed's receiver, and the gate's report and
+    report.html show the time from the fault's start to the first page, as an on-call engineer saw it."""
+    from slo.pages import first_pages, read_notifications
+
+    assert run.paths is not None
+    root = run.paths.root
+    fault = run.phase("fault")
+    assert fault is not None
+    records = read_notifications(root / "alerts.jsonl")
+    paged = first_pages(records, fault.start, fault.end + 60)
+    assert "checkout-availability-gateway" in paged, f"no checkout availability page in {root}/alerts.jsonl"
+    report = {s["name"]: s for s in run.slo_report["slos"]}
+    to_page = report["checkout-availability-gateway"]["time_to_page_s"]
+    assert to_page == pytest.approx(paged["checkout-availability-gateway"], abs=0.01)
+    assert 0 < to_page < fault.seconds + 60
+    assert report["checkout-availability-gateway"]["time_to_detect_s"] <= to_page + 1  # detect, then deliver
+    html = (root / "report.html").read_text()
+    assert "time to page" in html and f"{to_page:.0f} s" in html, "report.html shows the time to page"
