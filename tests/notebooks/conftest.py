@@ -17,7 +17,7 @@ from testbed.runtime.local import LocalTarget
 
 REPO = Path(__file__).resolve().parents[2]
 TESTBED = Path(sys.executable).parent / "testbed"
-# The default experiment: the circuit breaker turns payment's 2 s latency into fast checkout failures,
+# The circuit-breaker experiment: the circuit breaker turns payment's 2 s latency into fast checkout failures,
 # so the fault shows in checkout errors, logs, SLOs and traces. Short phases keep the session lean.
 EXPERIMENT = "payment-latency-breaker"
 PHASES = ("--warmup", "3s", "--baseline", "12s", "--fault", "12s", "--recovery", "8s")

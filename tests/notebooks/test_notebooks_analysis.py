@@ -311,7 +311,7 @@ def test_other_latency_thresholds(run: RunData, requests: pd.DataFrame) -> None:
 
 
 def test_the_breaker_run_folder_holds_its_delivered_pages_and_the_time_to_page(run: RunData) -> None:
-    """payment-latency-breaker (the default experiment) breaks checkout availability: its run folder holds
+    """payment-latency-breaker (the notebooks' real run) breaks checkout availability: its run folder holds
     alerts.jsonl with the pages Alertmanager delivered to the testbed's receiver, and the gate's report and
     report.html show the time from the fault's start to the first page, as an on-call engineer saw it."""
     from slo.pages import first_pages, read_notifications
