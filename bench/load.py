@@ -28,6 +28,7 @@ if TYPE_CHECKING:
 
 P99_LIMIT_MS = 250.0  # the sustainability criterion (with zero failed requests)
 TELEMETRY_RATIO_TARGET = 0.85
+THROUGHPUT_TARGET_RPS = 300.0  # issue 16: mixed journeys on the 2-core machine
 USER_LEVELS = (1, 2, 4, 6, 8, 12, 16, 24, 32, 48, 64)
 SMOKE_USER_LEVELS = (2,)  # smoke: keeps the code path working, measures nothing worth reading
 TELEMETRY_USERS = 12  # closed loop: past the knee on this 2-core machine, so throughput is the shop's limit
@@ -134,7 +135,14 @@ def max_throughput(ctx: BenchContext) -> list[Figure]:
     steps = "; ".join(level.describe() for level in levels)
     if best is None:
         return [
-            Figure("max sustainable throughput", 0.0, "req/s", note=f"no level met the criterion: {steps}")
+            Figure(
+                "max sustainable throughput",
+                0.0,
+                "req/s",
+                THROUGHPUT_TARGET_RPS,
+                better="higher",
+                note=f"no level met the criterion: {steps}",
+            )
         ]
     shop_results["max_rps"] = best.rps
     return [
@@ -142,6 +150,8 @@ def max_throughput(ctx: BenchContext) -> list[Figure]:
             "max sustainable throughput",
             best.rps,
             "req/s",
+            THROUGHPUT_TARGET_RPS,
+            better="higher",
             compare="load",
             note=f"p99 < {P99_LIMIT_MS:.0f} ms and 0 failed; reached with {best.users} closed-loop users. "
             f"Steps: {steps}",

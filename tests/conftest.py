@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import httpx
+import psutil
 import pytest
 
 os.environ.setdefault("TESTBED_PORT_OFFSET", "200")
@@ -74,6 +75,17 @@ def wait_until(
             return last  # type: ignore[no-any-return]
         time.sleep(interval)
     pytest.fail(f"timed out after {timeout:g} s waiting for {message} (last: {last!r})")
+
+
+def processes_gone(processes: list[psutil.Process]) -> bool:
+    """Every one of these processes has ended (a zombie waiting for its reaper counts as ended)."""
+    for p in processes:
+        try:
+            if p.is_running() and p.status() != psutil.STATUS_ZOMBIE:
+                return False
+        except psutil.NoSuchProcess:
+            continue
+    return True
 
 
 class PromClient:

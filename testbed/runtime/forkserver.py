@@ -28,7 +28,6 @@ supervisor, so no replica outlives either.
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import gc
 import importlib
 import json
@@ -42,6 +41,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
+
+from testbed.runtime.lifetime import bind_to_parent, set_thread_name
 
 ENV_SWITCH = "TESTBED_FORK_SERVER"  # "on" or "off" (default)
 # What the services import at start (sample_shop/kit and the services): the heavy part of every process.
@@ -87,9 +88,6 @@ PRELOAD: tuple[str, ...] = (
     "sample_shop.recommendations.app",
 )
 SPAWN_TIMEOUT_S = 10.0
-PR_SET_PDEATHSIG = 1
-PR_SET_NAME = 15
-_LIBC = ctypes.CDLL(None, use_errno=True) if sys.platform.startswith("linux") else None
 
 
 def enabled(env: dict[str, str] | os._Environ[str]) -> bool:
@@ -111,20 +109,13 @@ def module_of(command: list[str]) -> list[str] | None:
 # ---- the server (its own process) ----------------------------------------------------------------------
 
 
-def _die_with_parent(parent_pid: int) -> None:
-    if _LIBC is not None:
-        _LIBC.prctl(PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
-    if os.getppid() != parent_pid:  # the parent died before prctl
-        os._exit(1)
-
-
 def _run_child(argv: list[str], env: dict[str, str], log_path: str, server_pid: int) -> None:
     """In the forked child: become `python -m argv[0] argv[1:]` with `env`, output to `log_path`, and the
     thread name argv[0]'s last part (what `top` shows). Never returns."""
     code = 1
     try:
         signal.set_wakeup_fd(-1)  # the server's self-pipe: its number is about to be reused
-        _die_with_parent(server_pid)
+        bind_to_parent(server_pid)
         for sig in (signal.SIGCHLD, signal.SIGTERM, signal.SIGINT, signal.SIGPIPE):
             signal.signal(sig, signal.SIG_DFL if sig != signal.SIGINT else signal.default_int_handler)
         signal.pthread_sigmask(signal.SIG_SETMASK, set())
@@ -141,8 +132,7 @@ def _run_child(argv: list[str], env: dict[str, str], log_path: str, server_pid: 
         os.environ.update(env)
         gc.unfreeze()  # the frozen heap stays shared; new objects are collected as usual
         module = argv[0]
-        if _LIBC is not None:
-            _LIBC.prctl(PR_SET_NAME, module.rsplit(".", 1)[-1].encode()[:15], 0, 0, 0)
+        set_thread_name(module.rsplit(".", 1)[-1])
         sys.argv = [module, *argv[1:]]
         import runpy
 
@@ -171,7 +161,7 @@ def _exit_code(status: int) -> int:
 
 def serve(parent_pid: int) -> int:
     """The server's loop: preload, report ready, fork on request, report every child's end."""
-    _die_with_parent(parent_pid)
+    bind_to_parent(parent_pid)
     for name in PRELOAD:
         with contextlib.suppress(ImportError):
             importlib.import_module(name)  # a module missing here is imported by the child itself

@@ -10,13 +10,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ctypes
 import inspect
 import logging
 import os
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -31,12 +29,11 @@ from sample_shop.kit.control import ControlError
 from testbed.runtime.backoff import RestartPolicy
 from testbed.runtime.files import file_size
 from testbed.runtime.forkserver import ForkServer, ForkServerError, module_of
+from testbed.runtime.lifetime import bind_to_parent
 
 log = logging.getLogger("testbed.supervisor")
 
-PR_SET_PDEATHSIG = 1
 MAX_PAUSE_S = 600.0
-_LIBC = ctypes.CDLL(None, use_errno=True) if sys.platform.startswith("linux") else None
 
 
 class ProcessError(ControlError):
@@ -51,10 +48,7 @@ def die_with_parent(parent_pid: int) -> Callable[[], None]:
     """preexec_fn: the child gets SIGKILL when the supervisor dies, so no replica outlives it (Linux)."""
 
     def preexec() -> None:
-        if _LIBC is not None:
-            _LIBC.prctl(PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
-        if os.getppid() != parent_pid:  # the parent died between fork and prctl
-            os._exit(1)
+        bind_to_parent(parent_pid)
 
     return preexec
 

@@ -451,23 +451,32 @@ class ShopContainers:
             env_file.chmod(0o600)  # holds the JWT secret; read by the docker CLI, not the container
             name = self.container(service)
             self.daemon.containers.append(name)
-            self.daemon.docker(
-                "run",
-                "--detach",
-                f"--name={name}",
-                "--network=host",
-                "--read-only",
-                "--tmpfs=/tmp",
-                f"--tmpfs={CONTAINER_STATE_DIR}",
-                f"--volume={token_file}:{StateLayout(CONTAINER_STATE_DIR).token_file}:ro",
-                f"--env-file={env_file}",
-                "--security-opt=no-new-privileges",
-                "--cap-drop=ALL",
-                self.image,
-                "python",
-                "-m",
-                f"sample_shop.{service}",
+            self._run_locked_down(
+                name,
+                [
+                    f"--tmpfs={CONTAINER_STATE_DIR}",
+                    f"--volume={token_file}:{StateLayout(CONTAINER_STATE_DIR).token_file}:ro",
+                    f"--env-file={env_file}",
+                ],
+                ["python", "-m", f"sample_shop.{service}"],
             )
+
+    def _run_locked_down(self, name: str, options: list[str], command: list[str]) -> None:
+        """`docker run` the image detached on the host network as the pods run it: read-only root with a
+        tmpfs /tmp, no new privileges, every capability dropped; `options` add mounts and env."""
+        self.daemon.docker(
+            "run",
+            "--detach",
+            f"--name={name}",
+            "--network=host",
+            "--read-only",
+            "--tmpfs=/tmp",
+            *options,
+            "--security-opt=no-new-privileges",
+            "--cap-drop=ALL",
+            self.image,
+            *command,
+        )
 
     def start_alert_webhook(self, command: list[str], script: Path, port: int) -> str:
         """The kind pod's alert webhook (alert-webhook.yaml's command) from the image, on loopback: the
@@ -476,21 +485,10 @@ class ShopContainers:
         name = self.container("alert-webhook")
         self.daemon.containers.append(name)
         out = next(a.split("=", 1)[1] for a in command if a.startswith("--out="))
-        self.daemon.docker(
-            "run",
-            "--detach",
-            f"--name={name}",
-            "--network=host",
-            "--read-only",
-            "--tmpfs=/tmp",
-            f"--tmpfs={Path(out).parent}",
-            f"--volume={script}:{command[1]}:ro",
-            "--security-opt=no-new-privileges",
-            "--cap-drop=ALL",
-            self.image,
-            *args,
-            "--host=127.0.0.1",
-            f"--port={port}",
+        self._run_locked_down(
+            name,
+            [f"--tmpfs={Path(out).parent}", f"--volume={script}:{command[1]}:ro"],
+            [*args, "--host=127.0.0.1", f"--port={port}"],
         )
         return name
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import signal
 import sys
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,6 +24,7 @@ from testbed.runtime.local import LocalTarget
 from testbed.runtime.observers import plan_observers
 from testbed.runtime.options import parse_replicas
 from testbed.runtime.ports import listening
+from tests.conftest import processes_gone, wait_until
 
 
 def test_the_switch_and_the_command_shape() -> None:
@@ -63,15 +63,6 @@ def _replica_pid(target: LocalTarget, service: str, replica: int = 0) -> int:
     return match.pid
 
 
-def _wait(predicate: object, timeout_s: float, what: str) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if predicate():  # type: ignore[operator]
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"timed out after {timeout_s:g} s waiting for {what}")
-
-
 @pytest.mark.stack
 def test_replicas_are_forks_that_serve_restart_pause_and_die_with_the_supervisor(forked: LocalTarget) -> None:
     supervisor = forked.supervisor_pid()
@@ -98,13 +89,13 @@ def test_replicas_are_forks_that_serve_restart_pause_and_die_with_the_supervisor
     # kill: the exit is seen through the server's report, the restart is a new fork of the same server
     old = _replica_pid(forked, "catalog")
     forked.kill("catalog", 0)
-    _wait(lambda: not psutil.pid_exists(old), 5, "the kill (the server reaps its children)")
+    wait_until(lambda: not psutil.pid_exists(old), 5, message="the kill (the server reaps its children)")
 
     def restarted() -> bool:
         (catalog,) = [p for p in forked.status().processes if p.service == "catalog"]
         return catalog.pid not in (None, old) and catalog.healthy
 
-    _wait(restarted, 30, "catalog's restart")
+    wait_until(restarted, 30, message="catalog's restart")
     new = _replica_pid(forked, "catalog")
     assert psutil.Process(new).ppid() == server.pid
 
@@ -112,25 +103,16 @@ def test_replicas_are_forks_that_serve_restart_pause_and_die_with_the_supervisor
     orders = _replica_pid(forked, "orders")
     forked.pause("orders", 0, 1.0)
     assert psutil.Process(orders).status() == psutil.STATUS_STOPPED
-    _wait(lambda: psutil.Process(orders).status() != psutil.STATUS_STOPPED, 5, "the resume")
+    wait_until(lambda: psutil.Process(orders).status() != psutil.STATUS_STOPPED, 5, message="the resume")
 
     # the supervisor's death: the server (PR_SET_PDEATHSIG) and then every fork end with it
     everything = [server, *server.children()]
     os.kill(supervisor, signal.SIGKILL)
 
-    def all_gone() -> bool:
-        for p in everything:
-            try:
-                if p.is_running() and p.status() != psutil.STATUS_ZOMBIE:
-                    return False
-            except psutil.NoSuchProcess:
-                continue
-        return True
-
-    _wait(all_gone, 5, "the fork-server and its forks to end")
+    wait_until(lambda: processes_gone(everything), 5, message="the fork-server and its forks to end")
     observers = plan_observers(forked.layout, forked.ports).names
     ports = forked.ports.stack_ports(parse_replicas(None), observers)
-    _wait(lambda: listening(ports) == {}, 5, "the ports to be free")
+    wait_until(lambda: listening(ports) == {}, 5, message="the ports to be free")
 
 
 def test_a_bad_switch_value_fails_before_anything_starts(

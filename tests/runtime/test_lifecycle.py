@@ -23,6 +23,7 @@ from testbed.runtime.local import LocalTarget
 from testbed.runtime.observers import plan_observers
 from testbed.runtime.options import parse_replicas
 from testbed.runtime.ports import listening
+from tests.conftest import processes_gone
 
 pytestmark = pytest.mark.stack
 
@@ -55,16 +56,6 @@ def _cli(
 def _tree(pid: int) -> list[psutil.Process]:
     root = psutil.Process(pid)
     return [root, *root.children(recursive=True)]
-
-
-def _gone(processes: list[psutil.Process]) -> bool:
-    for p in processes:
-        try:
-            if p.is_running() and p.status() != psutil.STATUS_ZOMBIE:
-                return False
-        except psutil.NoSuchProcess:
-            continue
-    return True
 
 
 def _stack_ports(target: LocalTarget, replicas: str | None = None) -> dict[int, str]:
@@ -104,7 +95,7 @@ def test_cli_up_then_down_leaves_no_process_and_no_port(spare: LocalTarget) -> N
     down = _cli(spare, "down", "--json")
     assert down.returncode == 0, down.stderr
     assert len(json.loads(down.stdout)["stopped"]) == len(processes)
-    assert _gone(processes)
+    assert processes_gone(processes)
     assert listening(ports) == {}
     assert not spare.layout.stack_file.exists() and not spare.layout.supervisor_pid.exists()
 
@@ -125,9 +116,9 @@ def test_supervisor_death_does_not_orphan_the_services(spare: LocalTarget) -> No
     assert len(children) == 7 + 1 + 1 + len(observers), [" ".join(p.cmdline()[:3]) for p in children]
     os.kill(supervisor, signal.SIGKILL)
     deadline = time.monotonic() + 5
-    while not _gone(children) and time.monotonic() < deadline:
+    while not processes_gone(children) and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert _gone(children), [p.pid for p in children if p.is_running()]
+    assert processes_gone(children), [p.pid for p in children if p.is_running()]
     deadline = time.monotonic() + 5
     while listening(_stack_ports(spare)) and time.monotonic() < deadline:
         time.sleep(0.05)
