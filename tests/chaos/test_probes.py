@@ -12,7 +12,11 @@ import httpx
 from chaosshop import runstate
 from chaosshop.probes import client_retry_ratio, error_ratio, latency_quantile, stack_healthy
 
-from sample_shop.topology import ReplicaEndpoint, StackDescriptor
+from sample_shop.topology import HTTP_REQUESTS, ReplicaEndpoint, StackDescriptor
+from slo.prom import Prometheus
+
+PRODUCTS = f'{HTTP_REQUESTS.name}{{service="gateway",route="/api/products"}}'
+QUIET_S = 5  # no gateway request to /api/products in this long: earlier tests' traffic has ended
 
 
 def _descriptor_copy(stack: StackDescriptor, folder: Path, replicas: list[ReplicaEndpoint]) -> Path:
@@ -42,7 +46,24 @@ def test_traffic_probes_judge_real_requests_through_real_prometheus(
 ) -> None:
     """error_ratio, latency_quantile and client_retry_ratio build their queries with slo/promql.py; here
     the real Prometheus of the session stack answers them over requests just sent through the gateway
-    (/api/products calls the catalog, so there are outbound calls to count too)."""
+    (/api/products calls the catalog, so there are outbound calls to count too).
+
+    The window must hold this test's requests only: an earlier test's load (an orphaned one stops by
+    itself, seconds later) or its last in-flight requests could still add a 5xx, so the test first waits
+    until the gateway has been quiet, as Prometheus sees it."""
+
+    def by_code() -> dict[str, float]:
+        """Requests to /api/products per status class over the last QUIET_S seconds, from Prometheus."""
+        with Prometheus(clean_stack.prometheus_url, timeout_s=10.0) as prom:
+            rows = prom.instant(f"sum by (status_class) (increase({PRODUCTS}[{QUIET_S}s]))")
+        return {str(labels.get("status_class")): value for labels, value in rows}
+
+    wait_until(
+        lambda: sum(by_code().values()) == 0,
+        timeout=60,
+        interval=1.0,
+        message=f"no other request to the gateway's /api/products for {QUIET_S} s",
+    )
     run = runstate.reset("probe-test")
     run.load_started_at = time.time() - 1.0  # "this experiment's load" is the requests sent next
     conf = {"state_dir": clean_stack.state_dir}
@@ -61,7 +82,7 @@ def test_traffic_probes_judge_real_requests_through_real_prometheus(
 
     wait_until(answered, timeout=60, interval=0.5, message="Prometheus to count 20 requests in the window")
     errors = error_ratio(route="/api/products", **window, configuration=conf)
-    assert errors["judged"] is True and errors["value"] == 0.0, errors
+    assert errors["judged"] is True and errors["value"] == 0.0, (errors, by_code())
     latency = latency_quantile(0.95, route="/api/products", **window, configuration=conf)
     assert latency["judged"] is True and 0.0 < latency["value"] < 10.0, latency
     retries = client_retry_ratio(
