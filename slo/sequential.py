@@ -46,13 +46,14 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal
-
-import numpy as np
-import numpy.typing as npt
-from scipy.special import betaln
+from typing import TYPE_CHECKING, Literal
 
 from slo.errors import SloError
+
+if TYPE_CHECKING:  # numpy and scipy are imported where they compute: the SLO specs (and the supervisor,
+    # which writes the Prometheus rules from them) do not pay about 25 MB and 0.3 s for them
+    import numpy as np
+    import numpy.typing as npt
 
 Decision = Literal["met", "breached", "inconclusive"]
 METHOD = "sprt"  # named in every report
@@ -237,6 +238,8 @@ def first_crossing(
     """Walk cumulative (events, bad events) counted from the window's start, in time order, and return
     the first point where the evidence crosses a boundary. That decision is final: later points cannot
     undo it (this is what keeps the error rates under continuous monitoring)."""
+    import numpy as np
+
     total = np.asarray(totals, dtype=float)
     bad = np.asarray(bads, dtype=float)
     if total.shape != bad.shape:
@@ -310,6 +313,8 @@ def neutral_rate(rule: DecisionRule) -> float:
 
 def _log_mixture(rule: DecisionRule, total: float, bad: float, p: float) -> float:
     """log of the Beta-mixture likelihood ratio against the point p (Robbins)."""
+    from scipy.special import betaln
+
     a, b = 1.0, 1.0 / rule.budget - 1.0
     good = total - bad
     log_likelihood_p = (bad * math.log(p) if bad else 0.0) + (good * math.log1p(-p) if good else 0.0)

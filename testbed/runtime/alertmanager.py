@@ -20,7 +20,7 @@ from typing import Any
 
 import yaml
 
-from testbed.runtime.extras import ExtraPlan
+from testbed.runtime.extras import ExtraPlan, go_daemon_env
 from testbed.runtime.layout import PortPlan, StateLayout, loopback_url
 
 NAME = "alertmanager"
@@ -87,6 +87,7 @@ def alertmanager_plans(binary: str, layout: StateLayout, ports: PortPlan) -> lis
         ports.alertmanager,
         loopback_url(ports.alertmanager),
         "/-/ready",
+        env=go_daemon_env(),
         files={config_file: render_config(alertmanager_config(ports.alert_webhook, str(layout.token_file)))},
     )
     webhook = ExtraPlan(

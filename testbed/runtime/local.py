@@ -32,6 +32,7 @@ from testbed.runtime.base import (
 )
 from testbed.runtime.extras import EXTRA_NAMES, find_extras
 from testbed.runtime.files import log_tail
+from testbed.runtime.forkserver import command_of
 from testbed.runtime.layout import PortPlan, StateLayout
 from testbed.runtime.options import format_replicas, make_options
 from testbed.runtime.ports import busy_ports_message, listening
@@ -333,7 +334,7 @@ class LocalTarget:
         if pid is not None:
             try:
                 tree = [psutil.Process(pid), *psutil.Process(pid).children(recursive=True)]
-                stopped = [f"{' '.join(p.cmdline()[1:4])} (pid {p.pid})" for p in tree]
+                stopped = [f"{' '.join(command_of(p)[1:4])} (pid {p.pid})" for p in tree]
             except psutil.Error:
                 tree = []
             self._stop_supervisor(pid)

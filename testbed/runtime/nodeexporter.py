@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import shutil
 
-from testbed.runtime.extras import ExtraPlan
+from testbed.runtime.extras import ExtraPlan, go_daemon_env
 from testbed.runtime.layout import PortPlan, loopback_url
 
 NAME = "node-exporter"
@@ -34,7 +34,9 @@ def node_exporter_plan(binary: str, ports: PortPlan) -> ExtraPlan:
         "--log.format=json",
     ]
     # /metrics, not /: a 200 there means the collectors answer, which is what the scrape needs
-    return ExtraPlan(NAME, command, ports.node_exporter, loopback_url(ports.node_exporter), "/metrics")
+    return ExtraPlan(
+        NAME, command, ports.node_exporter, loopback_url(ports.node_exporter), "/metrics", go_daemon_env()
+    )
 
 
 ABSENT_NOTE = (

@@ -7,6 +7,8 @@ import socket
 
 import psutil
 
+from testbed.runtime.forkserver import command_of
+
 
 def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
     """True when a listener could bind host:port now (SO_REUSEADDR: TIME_WAIT leftovers do not count)."""
@@ -25,7 +27,7 @@ def port_owner(port: int) -> str:
         for conn in psutil.net_connections(kind="tcp"):
             if conn.status == psutil.CONN_LISTEN and conn.laddr and conn.laddr.port == port and conn.pid:
                 try:
-                    cmdline = " ".join(psutil.Process(conn.pid).cmdline())[:120]
+                    cmdline = " ".join(command_of(psutil.Process(conn.pid)))[:120]
                 except psutil.Error:
                     cmdline = "?"
                 return f"pid {conn.pid} ({cmdline})"

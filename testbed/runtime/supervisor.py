@@ -40,7 +40,7 @@ from testbed.runtime.observers import Observers, plan_observers
 from testbed.runtime.options import make_options
 from testbed.runtime.ports import busy_ports_message, listening
 from testbed.runtime.probes import Probe, probe_http, prometheus_up, readiness, shop_targets_up
-from testbed.runtime.processes import ManagedProcess, ProcessSpec, ProcessTable, die_with_parent
+from testbed.runtime.processes import ManagedProcess, ProcessSpec, ProcessTable
 from testbed.runtime.prometheus import ScrapeTarget, prometheus_command, prometheus_config, render_config
 
 if TYPE_CHECKING:  # imported for real after the spawn (control_app)
@@ -143,12 +143,10 @@ class Supervisor:
         except ValueError as exc:
             raise RuntimeFailure(str(exc), hint=f"unset {forkserver.ENV_SWITCH} or set it to on") from None
         if fork_replicas:
-            self.processes.forkserver = forkserver.ForkServer(
-                self.layout.process_log("forkserver"), die_with_parent(os.getpid())
-            )
+            self.processes.forkserver = forkserver.ForkServer(self.layout.process_log("forkserver"))
             self.notes.append(
-                f"fork-server: the shop replicas are forked from one process that imported their libraries "
-                f"once ({forkserver.ENV_SWITCH}=on; docs/runtime.md)"
+                f"fork-server: the shop's Python processes are forked from the supervisor, which imported "
+                f"their libraries once ({forkserver.ENV_SWITCH}=on; docs/runtime.md)"
             )
         self.token = secrets.token_urlsafe(32)
         write_private(self.layout.token_file, self.token + "\n")
@@ -263,7 +261,7 @@ class Supervisor:
                     self.layout.prometheus_data,
                     self.ports.prometheus,
                 ),
-                dict(os.environ),
+                {**os.environ, **extras_mod.go_daemon_env()},
                 self.layout.process_log("prometheus"),
                 self.ports.prometheus,
                 health_url=f"{self.prometheus_url}/-/ready",

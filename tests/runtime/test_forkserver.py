@@ -1,8 +1,8 @@
-"""The fork-server (testbed/runtime/forkserver.py, TESTBED_FORK_SERVER=on): a real stack of its own on the
-spare port offset whose Python processes are forked from one pre-importing process. The shop answers a
-sign-up and a checkout-sized journey; a killed replica is restarted as a new fork; a pause stops and
-resumes the forked process; the supervisor's death takes the server and every fork with it; a bad value
-of the switch fails before anything starts. Its memory effect is measured by `make bench`
+"""The fork-server (testbed/runtime/forkserver.py, on unless TESTBED_FORK_SERVER=off): a real stack of its
+own on the spare port offset whose Python processes are forked from the pre-importing supervisor. The shop
+answers a sign-up and a checkout-sized journey; a killed replica is restarted as a new fork; a pause stops
+and resumes the forked process; the supervisor's death takes the server and every fork with it; a bad
+value of the switch fails before anything starts. Its memory effect is measured by `make bench`
 (runtime.stack), not here."""
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import signal
 import sys
+import threading
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,7 +20,7 @@ import psutil
 import pytest
 
 from testbed.runtime.base import RuntimeFailure, UpOptions
-from testbed.runtime.forkserver import ENV_SWITCH, enabled, module_of
+from testbed.runtime.forkserver import ENV_SWITCH, ForkServer, ForkServerError, command_of, enabled, module_of
 from testbed.runtime.local import LocalTarget
 from testbed.runtime.observers import plan_observers
 from testbed.runtime.options import parse_replicas
@@ -28,7 +29,7 @@ from tests.conftest import processes_gone, wait_until
 
 
 def test_the_switch_and_the_command_shape() -> None:
-    assert enabled({}) is False and enabled({ENV_SWITCH: "on"}) is True
+    assert enabled({}) is True and enabled({ENV_SWITCH: "on"}) is True  # on by default
     assert enabled({ENV_SWITCH: "OFF"}) is False
     with pytest.raises(ValueError, match="use on or off"):
         enabled({ENV_SWITCH: "yes"})
@@ -36,6 +37,20 @@ def test_the_switch_and_the_command_shape() -> None:
     assert module_of([sys.executable, "-m", "m", "--port", "1"]) == ["m", "--port", "1"]
     assert module_of(["/usr/bin/prometheus", "--config.file=x"]) is None
     assert module_of(["/other/python", "-m", "sample_shop.catalog"]) is None
+
+
+def test_the_server_is_not_forked_from_a_process_that_runs_threads(tmp_path: Path) -> None:
+    """Forking copies other threads' locks in whatever state they are: the supervisor forks the server
+    before it starts any thread, and `start` refuses otherwise (the replicas are then executed)."""
+    release = threading.Event()
+    other = threading.Thread(target=release.wait, name="some-thread")
+    other.start()
+    try:
+        with pytest.raises(ForkServerError, match=r"already runs threads \(.*some-thread.*\): not forking"):
+            ForkServer(tmp_path / "forkserver.log").start()
+    finally:
+        release.set()
+        other.join()
 
 
 @pytest.fixture
@@ -52,7 +67,7 @@ def forked(tmp_path: Path, spare_port_offset: int, monkeypatch: pytest.MonkeyPat
 
 def _server(supervisor: int) -> psutil.Process:
     children = psutil.Process(supervisor).children()
-    servers = [p for p in children if "testbed.runtime.forkserver" in " ".join(p.cmdline())]
+    servers = [p for p in children if "testbed.runtime.forkserver" in command_of(p)]
     assert len(servers) == 1, [p.cmdline() for p in psutil.Process(supervisor).children()]
     return servers[0]
 
@@ -71,6 +86,10 @@ def test_replicas_are_forks_that_serve_restart_pause_and_die_with_the_supervisor
     forks = {p.pid for p in server.children()}
     replicas = {p.service: p.pid for p in forked.status().processes if p.replica is not None}
     assert len(replicas) == 7 and set(replicas.values()) <= forks, (replicas, forks)
+    # the server is a fork of the supervisor, and each fork is titled with the command it stands for
+    assert server.ppid() == supervisor
+    for service, pid in replicas.items():
+        assert command_of(psutil.Process(pid)) == [sys.executable, "-m", f"sample_shop.{service}"]
     assert any(note.startswith("fork-server:") for note in forked.startup_notes()), forked.startup_notes()
     listed = [p for p in forked.status().processes if p.service == "forkserver"]
     assert [p.pid for p in listed] == [server.pid] and listed[0].healthy and listed[0].pss_mb

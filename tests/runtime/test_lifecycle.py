@@ -17,8 +17,10 @@ from pathlib import Path
 import psutil
 import pytest
 
+from testbed.runtime import forkserver
 from testbed.runtime.base import RuntimeFailure, UpOptions
 from testbed.runtime.extras import find_extras
+from testbed.runtime.forkserver import command_of
 from testbed.runtime.local import LocalTarget
 from testbed.runtime.observers import plan_observers
 from testbed.runtime.options import parse_replicas
@@ -86,9 +88,10 @@ def test_cli_up_then_down_leaves_no_process_and_no_port(spare: LocalTarget) -> N
     assert supervisor is not None
     processes = _tree(supervisor)
     observers = plan_observers(spare.layout, spare.ports).names  # node_exporter, Alertmanager, receiver
-    # supervisor, 8 replicas, Prometheus, the SMTP server, observers; the notifications function is at zero
-    # (no order event is pending), so none of its instances runs
-    assert len(processes) == 1 + 8 + 1 + 1 + len(observers), [" ".join(p.cmdline()[:3]) for p in processes]
+    # supervisor, 8 replicas, Prometheus, the SMTP server, observers, the fork-server (unless it is off);
+    # the notifications function is at zero (no order event is pending), so none of its instances runs
+    expected = 1 + 8 + 1 + 1 + len(observers) + int(forkserver.enabled(os.environ))
+    assert len(processes) == expected, [" ".join(command_of(p)[:3]) for p in processes]
     ports = _stack_ports(spare, "catalog=2")
     assert listening(ports) == ports
 
@@ -110,10 +113,11 @@ def test_supervisor_death_does_not_orphan_the_services(spare: LocalTarget) -> No
     supervisor = spare.supervisor_pid()
     assert supervisor is not None
     children = _tree(supervisor)[1:]
-    # 7 replicas, Prometheus, the SMTP server and the observers installed here (node_exporter,
-    # Alertmanager + receiver)
+    # 7 replicas, Prometheus, the SMTP server, the observers installed here (node_exporter,
+    # Alertmanager + receiver) and the fork-server (unless it is off)
     observers = plan_observers(spare.layout, spare.ports).names
-    assert len(children) == 7 + 1 + 1 + len(observers), [" ".join(p.cmdline()[:3]) for p in children]
+    expected = 7 + 1 + 1 + len(observers) + int(forkserver.enabled(os.environ))
+    assert len(children) == expected, [" ".join(command_of(p)[:3]) for p in children]
     os.kill(supervisor, signal.SIGKILL)
     deadline = time.monotonic() + 5
     while not processes_gone(children) and time.monotonic() < deadline:
