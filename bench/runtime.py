@@ -18,10 +18,14 @@ RSS_TARGET_MB = 400.0
 
 
 def memory_by_process(
-    target: LocalTarget, per_replica: bool = False, extra_pids: Mapping[str, int] | None = None
+    target: LocalTarget,
+    per_replica: bool = False,
+    extra_pids: Mapping[str, int] | None = None,
+    private: dict[str, float] | None = None,
 ) -> dict[str, tuple[float, float]]:
     """(RSS, PSS) in MB of every process of the stack, keyed '<service>' (replicas summed) or, with
-    `per_replica`, '<service>-<replica>'; plus `extra_pids` (e.g. the load generator) under their names."""
+    `per_replica`, '<service>-<replica>'; plus `extra_pids` (e.g. the load generator) under their names.
+    `private`, when given, receives each one's USS (the pages no other process maps)."""
     pids: list[tuple[str, int]] = []
     for p in target.status().processes:
         if p.pid is not None:
@@ -36,6 +40,8 @@ def memory_by_process(
             continue
         rss, pss = totals.get(name, (0.0, 0.0))
         totals[name] = (rss + info.rss / MB, pss + getattr(info, "pss", info.rss) / MB)
+        if private is not None:
+            private[name] = private.get(name, 0.0) + info.uss / MB
     return totals
 
 
@@ -84,8 +90,11 @@ def stack_cold_start_and_memory(ctx: BenchContext) -> list[Figure]:
     return figures
 
 
-def _at_rest(ctx: BenchContext, name: str, fork_server: bool) -> tuple[float, dict[str, tuple[float, float]]]:
-    """Cold start (s) and memory at rest of a stack started with the fork-server on or off."""
+def _at_rest(
+    ctx: BenchContext, name: str, fork_server: bool, private: dict[str, float] | None = None
+) -> tuple[float, dict[str, tuple[float, float]]]:
+    """Cold start (s) and memory at rest of a stack started with the fork-server on or off (and each
+    process's USS into `private`)."""
     from testbed.runtime.forkserver import ENV_SWITCH
 
     before = os.environ.get(ENV_SWITCH)
@@ -95,7 +104,7 @@ def _at_rest(ctx: BenchContext, name: str, fork_server: bool) -> tuple[float, di
         with timed() as elapsed:
             target.up(UpOptions(extras=False, timeout_s=60))
         time.sleep(ctx.duration(full_s=5.0, smoke_s=0.5))
-        return elapsed(), memory_by_process(target)
+        return elapsed(), memory_by_process(target, private=private)
     finally:
         target.down()
         if before is None:
@@ -111,26 +120,35 @@ def fork_server_memory(ctx: BenchContext) -> list[Figure]:
     imported their libraries once, against each executed on its own."""
     ctx.close()
     start_off, off = _at_rest(ctx, f"fork-off-{ctx.repeat_index}", fork_server=False)
-    start_on, on = _at_rest(ctx, f"fork-on-{ctx.repeat_index}", fork_server=True)
+    private_on: dict[str, float] = {}
+    start_on, on = _at_rest(ctx, f"fork-on-{ctx.repeat_index}", fork_server=True, private=private_on)
     python = ("gateway", "users", "catalog", "cart", "orders", "payment", "recommendations")
 
     def pss(memory: dict[str, tuple[float, float]], names: tuple[str, ...] | None = None) -> float:
         return sum(p for name, (_, p) in memory.items() if names is None or name in names)
 
     services_on = pss(on, (*python, "forkserver"))
-    return [
-        Figure("PSS at rest, every process, fork-server on", pss(on), "MB", 300.0),
-        Figure("PSS at rest, every process, fork-server off", pss(off), "MB"),
-        Figure("PSS at rest, fork-server on / off", pss(on) / pss(off), "ratio"),
-        Figure(
-            "PSS at rest, the 7 services, fork-server on (server included)",
-            services_on,
-            "MB",
-            note="the fork-server process itself counted with the services it forked",
-        ),
-        Figure("PSS at rest, the 7 services, fork-server off", pss(off, python), "MB"),
-        Figure("RSS at rest, every process, fork-server on", sum(r for r, _ in on.values()), "MB"),
-        Figure("RSS at rest, every process, fork-server off", sum(r for r, _ in off.values()), "MB"),
-        Figure("cold start to ready, fork-server on", start_on, "s"),
-        Figure("cold start to ready, fork-server off", start_off, "s"),
-    ] + [Figure(f"PSS at rest, fork-server on: {name}", p, "MB") for name, (_, p) in sorted(on.items())]
+    return (
+        [
+            Figure("PSS at rest, every process, fork-server on", pss(on), "MB", 300.0),
+            Figure("PSS at rest, every process, fork-server off", pss(off), "MB"),
+            Figure("PSS at rest, fork-server on / off", pss(on) / pss(off), "ratio"),
+            Figure(
+                "PSS at rest, the 7 services, fork-server on (server included)",
+                services_on,
+                "MB",
+                note="the fork-server process itself counted with the services it forked",
+            ),
+            Figure("PSS at rest, the 7 services, fork-server off", pss(off, python), "MB"),
+            Figure("RSS at rest, every process, fork-server on", sum(r for r, _ in on.values()), "MB"),
+            Figure("RSS at rest, every process, fork-server off", sum(r for r, _ in off.values()), "MB"),
+            Figure("cold start to ready, fork-server on", start_on, "s"),
+            Figure("cold start to ready, fork-server off", start_off, "s"),
+        ]
+        + [Figure(f"PSS at rest, fork-server on: {name}", p, "MB") for name, (_, p) in sorted(on.items())]
+        + [
+            # a fork's own pages are the shared ones it wrote to (reference counts): docs/runtime.md, "Memory"
+            Figure(f"USS at rest, fork-server on: {name}", uss, "MB")
+            for name, uss in sorted(private_on.items())
+        ]
+    )

@@ -159,8 +159,14 @@ def _run_child(argv: list[str], env: dict[str, str], log_path: str, server_pid: 
     try:
         signal.set_wakeup_fd(-1)  # the server's self-pipe: its number is about to be reused
         bind_to_parent(server_pid)
-        for sig in (signal.SIGCHLD, signal.SIGTERM, signal.SIGINT, signal.SIGPIPE, signal.SIGHUP):
-            signal.signal(sig, signal.SIG_DFL if sig != signal.SIGINT else signal.default_int_handler)
+        # the dispositions a freshly executed Python starts with: SIGPIPE and SIGXFSZ ignored (a write to a
+        # closed socket is an EPIPE error, not death: a client that gave up on a paused replica would kill
+        # it on its resume otherwise), SIGINT as KeyboardInterrupt, the rest default
+        for sig in (signal.SIGCHLD, signal.SIGTERM, signal.SIGHUP):
+            signal.signal(sig, signal.SIG_DFL)
+        for sig in (signal.SIGPIPE, signal.SIGXFSZ):
+            signal.signal(sig, signal.SIG_IGN)
+        signal.signal(signal.SIGINT, signal.default_int_handler)
         signal.pthread_sigmask(signal.SIG_SETMASK, set())
         log_fd = os.open(log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         null_fd = os.open(os.devnull, os.O_RDONLY)

@@ -13,8 +13,12 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
+import uuid
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -104,7 +108,7 @@ def fake_extras(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 def test_extras_on_path_are_started_wired_and_stopped(
-    fake_extras: Path, tmp_path: Path, spare_port_offset: int, wait_until: object
+    fake_extras: Path, tmp_path: Path, spare_port_offset: int, wait_until: Callable[..., Any]
 ) -> None:
     target = LocalTarget(tmp_path / "state", spare_port_offset, exit_with_pid=os.getpid())
     off = spare_port_offset
@@ -115,11 +119,26 @@ def test_extras_on_path_are_started_wired_and_stopped(
         assert stack.grafana_url == f"http://127.0.0.1:{topology.GRAFANA_PORT + off}"
         assert stack.traces_dir is None  # traces go to Jaeger, not to files
 
-        # every replica exports its spans to Jaeger's OTLP/HTTP endpoint
-        otlp = f"OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:{topology.JAEGER_OTLP_HTTP_PORT + off}"
+        # every replica exports its spans to Jaeger's OTLP/HTTP endpoint: a request to each with a sampled
+        # traceparent (always honoured) arrives there as a span whose resource names the service. (Read
+        # from what Jaeger receives, not from /proc/PID/environ: a forked replica's environment is set
+        # in the process, after the fork, so /proc shows the supervisor's.)
         for replica in stack.replicas:
-            environ = Path(f"/proc/{replica.pid}/environ").read_bytes().split(b"\0")
-            assert otlp.encode() in environ, replica
+            traceparent = f"00-{uuid.uuid4().hex}-{uuid.uuid4().hex[:16]}-01"
+            httpx.get(f"{replica.url}/testbed-trace-check", headers={"traceparent": traceparent}, timeout=10)
+
+        def exporting() -> set[str]:
+            texts = [str(p["text"]) for p in _posts(fake_extras, "jaeger") if p["path"] == "/v1/traces"]
+            return {
+                r.service
+                for r in stack.replicas
+                if any(re.search(rf"service\.name.{{1,8}}{r.service}", t, re.DOTALL) for t in texts)
+            }
+
+        services = {r.service for r in stack.replicas}
+        wait_until(
+            lambda: exporting() == services, 30, message="a span from every service at Jaeger's OTLP port"
+        )
 
         # Grafana: loopback, provisioned with the topology's datasource UIDs and the dashboards folder
         grafana = json.loads((fake_extras / "grafana.json").read_text())
@@ -140,11 +159,11 @@ def test_extras_on_path_are_started_wired_and_stopped(
             return lines
 
         httpx.get(f"{stack.gateway_url}/api/products", timeout=10)
-        lines = wait_until(catalog_lines, 15, message="catalog log lines pushed to Loki")  # type: ignore[operator]
+        lines = wait_until(catalog_lines, 15, message="catalog log lines pushed to Loki")
         assert any(line.startswith("{") for line in lines)
 
         # the gateway's spans reach Jaeger over OTLP/HTTP
-        traces = wait_until(  # type: ignore[operator]
+        traces = wait_until(
             lambda: [p for p in _posts(fake_extras, "jaeger") if p["path"] == "/v1/traces"],
             20,
             message="spans exported to Jaeger's OTLP endpoint",

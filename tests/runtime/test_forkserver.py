@@ -7,8 +7,10 @@ value of the switch fails before anything starts. Its memory effect is measured 
 
 from __future__ import annotations
 
+import json
 import os
 import signal
+import subprocess
 import sys
 import threading
 import uuid
@@ -51,6 +53,39 @@ def test_the_server_is_not_forked_from_a_process_that_runs_threads(tmp_path: Pat
     finally:
         release.set()
         other.join()
+
+
+PROBE = """
+import json, os, sys, time
+from pathlib import Path
+from testbed.runtime.forkserver import ForkServer
+server = ForkServer(Path(sys.argv[1]) / "forkserver.log")
+child = server.spawn(["tests.runtime.freeze_probe"], dict(os.environ), Path(sys.argv[1]) / "child.log")
+deadline = time.monotonic() + 20
+while child.poll() is None and time.monotonic() < deadline:
+    time.sleep(0.05)
+print(json.dumps({"server": server.pid, "code": child.poll(), "me": os.getpid()}))
+server.stop()
+"""
+
+
+def test_a_fork_keeps_the_frozen_heap_frozen_is_titled_and_ignores_sigpipe(tmp_path: Path) -> None:
+    """A fresh process (no thread, like the supervisor at its first spawn) starts the server and forks one
+    module. The child still has the preloaded heap in the permanent generation: a gc.unfreeze() there
+    would let the next full collection write to, and so copy, every shared page (docs/runtime.md)."""
+    started = subprocess.run(
+        [sys.executable, "-c", PROBE, str(tmp_path)], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert started.returncode == 0, started.stderr
+    parent = json.loads(started.stdout.splitlines()[-1])
+    assert parent["code"] == 0, (tmp_path / "child.log").read_text()
+    child = json.loads((tmp_path / "child.log").read_text().splitlines()[-1])
+    assert child["frozen"] > 100_000, child  # FastAPI, SQLAlchemy, ... : hundreds of thousands of objects
+    assert child["ppid"] == parent["server"] and parent["server"] != parent["me"]
+    assert child["command"] == [sys.executable, "-m", "tests.runtime.freeze_probe"]
+    # a write to a closed socket is EPIPE, as in an executed Python, not death by SIGPIPE (a client that
+    # gave up on a paused replica killed it on its resume once)
+    assert child["sigpipe_ignored"] is True
 
 
 @pytest.fixture
