@@ -89,6 +89,7 @@ def test_a_killed_replica_is_restarted_and_scraped_again(
     stack: StackDescriptor, control: httpx.Client, prom: Any, wait_until: Callable[..., Any]
 ) -> None:
     before = _process(control, "payment", 0)
+    killed_at = time.time()
     killed = control.post("/faults/payment", params={"replica": 0}, json={"kind": "kill"})
     assert killed.status_code == 201, killed.text
     assert (
@@ -100,13 +101,16 @@ def test_a_killed_replica_is_restarted_and_scraped_again(
         message="payment restarted",
     )
     assert after["pid"] != before["pid"] and after["restarts"] == before["restarts"] + 1
-    # the down time (0.5 s backoff + start-up) spans a scrape: Prometheus stored a failed scrape. Asked over
-    # a range, not polled as it happens: a busy machine may delay the poll past the short gap.
-    down_seen = f'min_over_time(up{{job="{SHOP_JOB}",service="payment",replica="0"}}[30s])'
+    # Prometheus scrapes the new process: its start time (prometheus_client's process collector) is after
+    # the kill. Not "a failed scrape was stored": a forked replica is back within the 0.5 s backoff and
+    # about a second of start-up, which need not span a scrape of the 1 s interval.
+    new_start = (
+        f'max_over_time(process_start_time_seconds{{job="{SHOP_JOB}",service="payment",replica="0"}}[30s])'
+    )
     wait_until(
-        lambda: any(float(s["value"][1]) == 0.0 for s in prom.query(down_seen)),
+        lambda: any(float(s["value"][1]) >= killed_at - 1.0 for s in prom.query(new_start)),
         15,
-        message="Prometheus to have recorded payment down",
+        message="Prometheus to scrape the restarted payment process",
     )
     wait_until(
         lambda: _shop_up(prom).get(("payment", "0")) == 1.0, 15, message="Prometheus to see payment up"
